@@ -1,0 +1,172 @@
+"""Turn a query (SQL text with `:name` parameters, or a SQLAlchemy Core construct) into the
+backend's SQL, its positional arguments and the result processing its column types ask for.
+
+Each distinct query is compiled once per dialect: raw SQL is cached by its text, constructs
+by SQLAlchemy's own cache key, so building the same `select()` on every request costs a key
+computation, not a compilation.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import TextClause
+
+from ._exceptions import ProgrammingError
+from ._records import RowMeta
+
+__all__ = ["Compiled", "Compiler", "Query"]
+
+Query = str | ClauseElement
+Processor = Callable[[Any], Any] | None
+
+_CACHE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """One compiled query: SQL in the driver's paramstyle, and how to build its arguments."""
+
+    sql: str
+    names: tuple[str, ...]  # parameter names in positional order
+    processors: tuple[Processor, ...] | None  # bind processors, by position
+    result_processors: tuple[Processor, ...] | None  # by result column position
+    compiled: Any  # SQLAlchemy's compiled object, for construct_params (constructs only)
+
+    def args(self, values: Mapping[str, Any] | None) -> list[Any]:
+        """Order the values positionally, applying bind processors."""
+        values = values or {}
+        try:
+            args = [values[name] for name in self.names]
+        except KeyError as exc:
+            raise ProgrammingError(f"missing value for query parameter :{exc.args[0]}") from None
+        if self.processors is not None:
+            return [p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)]
+        return args
+
+    def meta(self, columns: Sequence[str]) -> RowMeta:
+        processors = self.result_processors
+        if processors is not None and len(processors) != len(columns):
+            processors = None
+        return RowMeta(columns, processors)
+
+
+class Compiler:
+    """Compiles queries for one dialect, with an LRU cache."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._cache: OrderedDict[Any, Compiled] = OrderedDict()
+
+    def compile(self, query: Query, values: Mapping[str, Any] | None) -> tuple[Compiled, list[Any]]:
+        """Return the compiled query and its positional arguments for `values`."""
+        if isinstance(query, str):
+            compiled = self._cached(query, lambda: self._compile_text(query))
+            unknown = set(values) - set(compiled.names) if values else None
+            if unknown:
+                raise ProgrammingError(
+                    f"values given for parameters the query does not have: {sorted(unknown)}"
+                )
+            return compiled, compiled.args(values)
+        if not isinstance(query, ClauseElement):
+            raise ProgrammingError(
+                f"a query must be a SQL string or a SQLAlchemy construct, not {type(query).__name__}"
+            )
+        return self._compile_construct(query, values)
+
+    def compile_many(
+        self, query: Query, values_list: Sequence[Mapping[str, Any]]
+    ) -> tuple[Compiled, list[list[Any]]]:
+        """Compile once for a non-empty list of parameter sets (keyed like the first one)."""
+        first, rest = self.compile(query, values_list[0])
+        if isinstance(query, str):
+            return first, [rest] + [first.args(v) for v in values_list[1:]]
+        return first, [rest] + [self._construct_args(first, query, v) for v in values_list[1:]]
+
+    def _cached(self, key: Any, build: Callable[[], Compiled]) -> Compiled:
+        cache = self._cache
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = build()
+            cache[key] = compiled
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+        return compiled
+
+    def _compile_text(self, sql: str) -> Compiled:
+        return self._finish(text(sql).compile(dialect=self.dialect), None)
+
+    def _compile_construct(
+        self, query: ClauseElement, values: Mapping[str, Any] | None
+    ) -> tuple[Compiled, list[Any]]:
+        keys = tuple(values) if values else ()
+        cache_key = query._generate_cache_key()
+        if cache_key is None:  # an element that opts out of caching
+            compiled = self._compile_element(query, keys)
+            return compiled, self._construct_args(compiled, query, values)
+        compiled = self._cached((cache_key.key, keys), lambda: self._compile_element(query, keys))
+        if compiled.compiled is None:  # expanding IN: rendered for this call's values only
+            compiled = self._compile_element(query, keys, postcompile=True)
+            return compiled, compiled.args(compiled.compiled.construct_params(params=values))
+        params = compiled.compiled.construct_params(
+            params=values, extracted_parameters=cache_key.bindparams
+        )
+        return compiled, compiled.args(params)
+
+    def _construct_args(
+        self, compiled: Compiled, query: ClauseElement, values: Mapping[str, Any] | None
+    ) -> list[Any]:
+        cache_key = query._generate_cache_key()
+        extracted = cache_key.bindparams if cache_key is not None else None
+        return compiled.args(compiled.compiled.construct_params(params=values, extracted_parameters=extracted))
+
+    def _compile_element(
+        self, query: ClauseElement, keys: tuple[str, ...], postcompile: bool = False
+    ) -> Compiled:
+        kwargs: dict[str, Any] = {"dialect": self.dialect}
+        if keys:
+            kwargs["column_keys"] = list(keys)
+        if postcompile:
+            kwargs["compile_kwargs"] = {"render_postcompile": True}
+        compiled = query.compile(**kwargs)
+        if compiled.post_compile_params and not postcompile:
+            # IN with a list: the number of parameters depends on the values, so this
+            # construct is rendered per call (see _compile_construct).
+            return Compiled(compiled.string, (), None, None, None)
+        return self._finish(compiled, query)
+
+    def _finish(self, compiled: Any, query: ClauseElement | None) -> Compiled:
+        names = tuple(compiled.positiontup or ())
+        processors = None
+        if query is not None and not isinstance(query, TextClause):
+            found = [_bind_processor(compiled.binds.get(n), self.dialect) for n in names]
+            if any(p is not None for p in found):
+                processors = tuple(found)
+        return Compiled(
+            sql=compiled.string,
+            names=names,
+            processors=processors,
+            result_processors=_result_processors(query, self.dialect),
+            compiled=compiled,
+        )
+
+
+def _bind_processor(bind: Any, dialect: Dialect) -> Processor:
+    if bind is None:
+        return None
+    processor: Processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _result_processors(query: ClauseElement | None, dialect: Dialect) -> tuple[Processor, ...] | None:
+    columns = getattr(query, "exported_columns", None)
+    if not columns:
+        return None
+    found = tuple(col.type.dialect_impl(dialect).result_processor(dialect, None) for col in columns)
+    return found if any(p is not None for p in found) else None

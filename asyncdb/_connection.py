@@ -1,0 +1,439 @@
+"""Connection: one task's (or one handed-over) use of a pooled raw connection.
+
+A Connection holds a raw connection only while it is in use: from the first statement (or
+`async with`) until the last user leaves and no transaction is open. It serializes
+statements on the wire, tracks the transaction levels open on the server, and keeps the
+error state of a failed transaction: after an error that may have undone more than the
+statement, every statement is refused until the failed level is rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._compile import Compiler, Query
+from ._context import transaction_stack
+from ._exceptions import (
+    CommitOutcomeUnknownError,
+    ConflictError,
+    DatabaseError,
+    DataError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    TransactionAbortedError,
+)
+from ._pool import CLIENT_EXCEPTIONS, Pool, PooledConnection
+from ._records import Record
+from .backends.base import Backend, ErrorKind, ErrorScope, Failure, TransactionOptions
+
+if TYPE_CHECKING:
+    from ._transaction import Transaction
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("asyncdb.query")
+T = TypeVar("T")
+
+_ERROR_CLASSES: dict[ErrorKind, type[DatabaseError]] = {
+    ErrorKind.DISCONNECT: DisconnectionError,
+    ErrorKind.CONFLICT: ConflictError,
+    ErrorKind.ABORTED: TransactionAbortedError,
+    ErrorKind.INTEGRITY: IntegrityError,
+    ErrorKind.PROGRAMMING: ProgrammingError,
+    ErrorKind.DATA: DataError,
+    ErrorKind.OPERATIONAL: OperationalError,
+    ErrorKind.INTERFACE: InterfaceError,
+}
+_savepoint_ids = itertools.count(1)
+_ITERATE_BATCH = 1000
+_SAME_TASK_WAIT = 2.0
+
+
+class Connection:
+    """A connection for the current task, or handed explicitly to child tasks.
+
+    Get one with `db.connection()`. `async with conn:` keeps the raw connection checked out
+    for the block; otherwise it is checked out per statement and per transaction.
+    """
+
+    def __init__(self, pool: Pool, compiler: Compiler) -> None:
+        self._pool = pool
+        self._backend: Backend = pool.backend
+        self._compiler = compiler
+        self._pooled: PooledConnection | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()  # one statement on the wire at a time
+        self._lock_owner: asyncio.Task[Any] | None = None
+        self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
+        self._turn_owner: Transaction | None = None
+        self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
+        self._failed: tuple[int, DatabaseError | BaseException] | None = None
+
+    def __repr__(self) -> str:
+        state = f"depth={len(self._levels)}" + (" failed" if self._failed else "")
+        return f"<Connection {self._backend.name} {state}>"
+
+    # -- checkout ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        self._users += 1
+        try:
+            await self._ensure_raw()
+        except BaseException:
+            self._users -= 1
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._users -= 1
+        self._maybe_release()
+
+    async def _ensure_raw(self) -> PooledConnection:
+        if self._pooled is not None:
+            return self._pooled
+        async with self._lock:
+            return await self._ensure_raw_locked()
+
+    async def _ensure_raw_locked(self) -> PooledConnection:
+        if self._pooled is None:
+            if self._levels:
+                raise self._refusal()  # the transaction's connection is gone: no silent reconnect
+            self._pooled = await self._pool.acquire()
+        return self._pooled
+
+    async def _lock_for(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None and self._lock_owner is task and self._lock.locked():
+            # The same task holds the wire: either an iteration it broke out of is still
+            # closing (wait a moment) or it runs a statement inside its own iteration.
+            try:
+                await asyncio.wait_for(self._lock.acquire(), _SAME_TASK_WAIT)
+            except TimeoutError:
+                raise InterfaceError(
+                    "this connection is busy with an iteration of the same task; finish the "
+                    "iteration (or use fetch_all) before running another statement on it"
+                ) from None
+        else:
+            await self._lock.acquire()
+
+    def _maybe_release(self) -> None:
+        if self._users == 0 and not self._levels and self._pooled is not None:
+            pooled, self._pooled = self._pooled, None
+            self._pool.release(pooled)
+
+    def _invalidate(self) -> None:
+        """Discard the raw connection at once: its state is unknown or it is dead."""
+        if self._pooled is not None:
+            pooled, self._pooled = self._pooled, None
+            self._pool.release(pooled, discard=True)
+
+    @property
+    def raw_connection(self) -> Any:
+        """The driver's connection while one is checked out (inside `async with conn:`)."""
+        if self._pooled is None:
+            raise InterfaceError("no raw connection checked out; use 'async with conn:' first")
+        return self._pooled.raw
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None = None) -> list[Record]:
+        """Run a query and return all its rows."""
+        compiled, args = self._compiler.compile(query, values)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        return compiled.meta(columns).rows(rows)
+
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Record | None:
+        """Run a query and return its first row, or None."""
+        compiled, args = self._compiler.compile(query, values)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        return compiled.meta(columns).rows(rows[:1])[0] if rows else None
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row (None if there is no row)."""
+        row = await self.fetch_one(query, values)
+        return None if row is None else row[column]
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement. Returns lastrowid on MySQL and SQLite, and the first value of the
+        first row on PostgreSQL (as encode/databases does)."""
+        compiled, args = self._compiler.compile(query, values)
+        return await self._run(self._backend.execute, compiled.sql, args)
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per mapping in `values`."""
+        if isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values):
+            raise ProgrammingError("execute_many() takes a list of mappings, one per execution")
+        if not values:
+            return
+        compiled, args_list = self._compiler.compile_many(query, values)
+        await self._run(self._backend.execute_many, compiled.sql, args_list)
+
+    async def iterate(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Record]:
+        """Stream the rows of a query with a server-side cursor where the backend has one.
+
+        The connection is busy until the iteration ends: running another statement on it
+        from inside the loop raises InterfaceError (use `fetch_all` or another task).
+        """
+        compiled, args = self._compiler.compile(query, values)
+        meta = None
+        async with self._statement() as raw:
+            stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
+            try:
+                while True:
+                    try:
+                        columns, rows = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except BaseException as exc:
+                        raise self._on_error(exc) from exc
+                    if meta is None:
+                        meta = compiled.meta(columns)
+                    for record in meta.rows(rows):
+                        yield record
+            finally:
+                await _aclose_quietly(stream)
+
+    # -- transactions --------------------------------------------------------------------
+
+    def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
+        """A transaction on this connection; see `Database.transaction`."""
+        from ._transaction import Transaction
+
+        return Transaction(lambda: self, force_rollback=force_rollback, **options)
+
+    async def _begin(self, tx: Transaction, options: TransactionOptions, owns_turn: bool) -> int:
+        """Open a transaction level for `tx`; return its depth (1 = outermost)."""
+        if owns_turn:
+            await self._turn.acquire()
+            self._turn_owner = tx
+        self._users += 1
+        try:
+            await self._ensure_raw()
+            if self._levels:
+                name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
+                statements = [f"SAVEPOINT {name}"]
+            else:
+                name, statements = None, self._backend.begin_sql(options)
+            for sql in statements:
+                await self._command(sql, check_failed=True)
+            self._levels.append(name)
+            return len(self._levels)
+        except BaseException:
+            self._users -= 1
+            self._give_turn(tx)
+            self._maybe_release()
+            raise
+
+    def _check_top(self, depth: int) -> None:
+        if depth != len(self._levels):
+            raise InterfaceError(
+                f"transactions ended out of order: this one is level {depth} but level "
+                f"{len(self._levels)} is still open on the connection; end the inner one first"
+            )
+
+    async def _end(self, tx: Transaction, depth: int, *, commit: bool) -> None:
+        """Commit or roll back the level `depth` opened by `tx`."""
+        try:
+            await self._end_level(depth, commit=commit)
+        finally:
+            self._users -= 1
+            self._give_turn(tx)
+            self._maybe_release()
+
+    async def _end_level(self, depth: int, *, commit: bool) -> None:
+        name = self._levels[depth - 1]
+        failed = self._failed
+        try:
+            if commit and failed is not None and failed[0] <= depth:
+                await self._rollback_level(depth, name)
+                raise TransactionAbortedError(
+                    "cannot commit: a statement failed earlier in this transaction, so it was "
+                    "rolled back instead"
+                ) from failed[1]
+            if commit:
+                await self._commit_level(depth, name)
+            else:
+                await self._rollback_level(depth, name)
+        finally:
+            del self._levels[depth - 1 :]
+            if self._failed is not None and (self._failed[0] >= depth or not self._levels):
+                self._failed = None
+
+    async def _commit_level(self, depth: int, name: str | None) -> None:
+        if name is not None:
+            await self._command(f"RELEASE SAVEPOINT {name}", check_failed=False)
+            return
+        try:
+            status = await self._command("COMMIT", check_failed=False)
+        except DisconnectionError as exc:
+            raise CommitOutcomeUnknownError(
+                "the connection was lost while COMMIT was in flight: the transaction may or "
+                "may not have been committed",
+                orig=exc.orig,
+                backend=self._backend.name,
+            ) from exc
+        except DatabaseError:
+            await self._rollback_quietly()
+            raise
+        if status == "ROLLBACK":  # PostgreSQL answers COMMIT of a failed transaction so
+            raise TransactionAbortedError("the server rolled the transaction back at COMMIT")
+
+    async def _rollback_level(self, depth: int, name: str | None) -> None:
+        failed = self._failed
+        if self._pooled is None:
+            return  # the connection died: the server has rolled everything back
+        if name is not None and failed is not None and failed[0] < depth:
+            return  # the enclosing level is lost already, and this savepoint with it
+        if name is None:
+            await self._command("ROLLBACK", check_failed=False)
+        else:
+            await self._command(f"ROLLBACK TO SAVEPOINT {name}", check_failed=False)
+            await self._command(f"RELEASE SAVEPOINT {name}", check_failed=False)
+
+    async def _rollback_quietly(self) -> None:
+        if self._pooled is None:
+            return
+        try:
+            await self._backend.command(self._pooled.raw, "ROLLBACK")
+        except CLIENT_EXCEPTIONS:
+            self._invalidate()
+
+    def _give_turn(self, tx: Transaction) -> None:
+        if self._turn_owner is tx:
+            self._turn_owner = None
+            self._turn.release()
+
+    # -- the wire --------------------------------------------------------------------------
+
+    async def _command(self, sql: str, *, check_failed: bool) -> str | None:
+        if check_failed and self._failed is not None:
+            raise self._refusal()
+        status: str | None = await self._run(self._backend.command, sql, check_failed=False)
+        return status
+
+    async def _run(
+        self, op: Callable[..., Awaitable[T]], *args: Any, check_failed: bool = True
+    ) -> T:
+        if check_failed and self._failed is not None:
+            raise self._refusal()
+        async with self._statement() as raw:
+            start = time.perf_counter()
+            try:
+                result = await op(raw, *args)
+            except BaseException as exc:
+                raise self._on_error(exc) from exc
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %.3f ms %s", self._backend.name, (time.perf_counter() - start) * 1000, args[0]
+                )
+            return result
+
+    def _statement(self) -> _Statement:
+        return _Statement(self)
+
+    def _on_error(self, exc: BaseException) -> BaseException:
+        """Act on a failed driver call; return the exception the caller should see."""
+        raw = self._pooled.raw if self._pooled is not None else None
+        failure = self._backend.classify(exc, raw) if isinstance(exc, Exception) else None
+        if failure is None:
+            if not isinstance(exc, Exception):
+                # Cancelled or interrupted mid-call: the protocol state is unknown.
+                self._invalidate()
+                self._fail(ErrorScope.TRANSACTION, exc)
+            return exc
+        error = self._wrap(failure, exc)
+        if failure.kind is ErrorKind.DISCONNECT:
+            self._invalidate()
+        if failure.scope is not ErrorScope.STATEMENT:
+            self._fail(failure.scope, error)
+        return error
+
+    def _wrap(self, failure: Failure, exc: BaseException) -> DatabaseError:
+        cls = _ERROR_CLASSES[failure.kind]
+        message = f"{self._backend.name}: {exc}" if str(exc) else f"{self._backend.name}: {exc!r}"
+        return cls(
+            message, orig=exc, backend=self._backend.name, sqlstate=failure.sqlstate, code=failure.code
+        )
+
+    def _fail(self, scope: ErrorScope, error: BaseException) -> None:
+        if not self._levels:
+            return
+        level = 1 if scope is ErrorScope.TRANSACTION else len(self._levels)
+        if self._failed is None or level < self._failed[0]:
+            self._failed = (level, error)
+
+    def _refusal(self) -> DatabaseError:
+        cause = self._failed[1] if self._failed is not None else None
+        if isinstance(cause, DisconnectionError) or not isinstance(cause, Exception):
+            error: DatabaseError = DisconnectionError(
+                "the connection of this transaction was lost or interrupted; leave the "
+                "transaction block (or roll it back) before running more statements",
+                backend=self._backend.name,
+            )
+        else:
+            error = TransactionAbortedError(
+                "the transaction is in an error state after an earlier failed statement; "
+                "roll it back (or back to its savepoint) before running more statements",
+                backend=self._backend.name,
+            )
+        error.__cause__ = cause
+        return error
+
+
+class _Statement:
+    """Checkout + wire lock for one statement (or one whole iteration)."""
+
+    __slots__ = ("_conn", "_entered", "_task")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._entered = False
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> Any:
+        conn = self._conn
+        task = asyncio.current_task()
+        owner = conn._turn_owner
+        if owner is not None and owner not in transaction_stack(conn):
+            # Another context's transaction owns this shared connection: wait for it to end
+            # rather than run inside it.
+            async with conn._turn:
+                pass
+        conn._users += 1
+        try:
+            await conn._lock_for(task)
+        except BaseException:
+            conn._users -= 1
+            conn._maybe_release()
+            raise
+        conn._lock_owner = task
+        try:
+            return (await conn._ensure_raw_locked()).raw
+        except BaseException:
+            await self.__aexit__()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        conn = self._conn
+        conn._lock_owner = None
+        conn._lock.release()
+        conn._users -= 1
+        conn._maybe_release()
+
+
+async def _aclose_quietly(stream: Any) -> None:
+    try:
+        await stream.aclose()
+    except CLIENT_EXCEPTIONS:
+        pass

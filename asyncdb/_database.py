@@ -1,0 +1,230 @@
+"""Database: the entry point. Owns the pool, the compiler and the task → Connection map."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from ._compile import Compiler, Query
+from ._connection import Connection
+from ._exceptions import InterfaceError
+from ._pool import Pool, fork_generation
+from ._records import Record
+from ._transaction import Transaction
+from ._url import DatabaseURL
+from .backends import create_backend
+from .backends._common import parse_bool
+
+__all__ = ["Database"]
+
+_POOL_OPTIONS = {
+    "min_size": int,
+    "max_size": int,
+    "acquire_timeout": float,
+    "max_lifetime": float,
+    "pre_ping": float,
+}
+
+
+class Database:
+    """A database reached through a URL; the scheme picks the backend.
+
+    ```python
+    async with Database("postgresql://user:pw@localhost/app") as db:
+        rows = await db.fetch_all("SELECT * FROM notes WHERE id > :id", {"id": 3})
+    ```
+
+    **Options** (keyword arguments or URL query string): `min_size`, `max_size`,
+    `acquire_timeout` (seconds to wait for a free connection), `max_lifetime` (seconds
+    before a connection is recycled), `pre_ping` (ping a connection idle for more than
+    this many seconds before handing it out; `false` to turn off), plus backend options:
+    `ssl`, `connect_timeout`, `statement_cache_size` and `command_timeout` (PostgreSQL),
+    `charset` and `unix_socket` (MySQL), `busy_timeout` (SQLite).
+
+    Each task gets its own connection; `force_rollback=True` makes every task share one
+    connection inside a transaction that is rolled back at `disconnect()` (for tests).
+    """
+
+    def __init__(
+        self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any
+    ) -> None:
+        self.url = DatabaseURL(url)
+        self._force_rollback = force_rollback
+        merged: dict[str, Any] = {**self.url.options, **options}
+        pool_options = {k: merged.pop(k) for k in list(merged) if k in _POOL_OPTIONS}
+        self._backend = create_backend(self.url, merged)
+        if merged:
+            raise InterfaceError(f"unknown database options: {', '.join(sorted(merged))}")
+        self._pool_options = _pool_options(pool_options, self._backend)
+        self._compiler = Compiler(self._backend.dialect)
+        self._pool: Pool | None = None
+        self._connections: weakref.WeakKeyDictionary[asyncio.Task[Any], Connection] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._global_connection: Connection | None = None
+        self._global_transaction: Transaction | None = None
+        self._generation = fork_generation()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.is_connected else "disconnected"
+        return f"<Database {self.url!s} {state}>"
+
+    @property
+    def is_connected(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def force_rollback(self) -> bool:
+        return self._force_rollback
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the pool (and, with force_rollback, the shared outer transaction). Idempotent."""
+        self._check_fork()
+        if self._pool is not None:
+            return
+        pool = Pool(self._backend, **self._pool_options)
+        await pool.open()
+        self._pool = pool
+        if self._force_rollback:
+            connection = Connection(pool, self._compiler)
+            await connection.__aenter__()
+            self._global_connection = connection
+            self._global_transaction = await connection.transaction().start()
+
+    async def disconnect(self) -> None:
+        """Roll back force_rollback's transaction and close the pool. Idempotent.
+
+        In a process forked from the one that connected, nothing is sent on the inherited
+        connections: they are abandoned and the pool is emptied.
+        """
+        self._check_fork()
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            if self._global_transaction is not None and self._global_transaction.is_active:
+                await self._global_transaction.rollback()
+            if self._global_connection is not None:
+                await self._global_connection.__aexit__(None, None, None)
+        finally:
+            self._global_transaction = self._global_connection = None
+            self._connections = weakref.WeakKeyDictionary()
+            await pool.close()
+
+    async def __aenter__(self) -> Database:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    # -- connections and transactions ----------------------------------------------------
+
+    def connection(self) -> Connection:
+        """The current task's connection (the shared one with force_rollback)."""
+        self._check_fork()
+        if self._pool is None:
+            raise InterfaceError("the database is not connected; call 'await db.connect()' first")
+        if self._global_connection is not None:
+            return self._global_connection
+        task = asyncio.current_task()
+        if task is None:
+            raise InterfaceError("asyncdb must be used from inside an asyncio task")
+        connection = self._connections.get(task)
+        if connection is None:
+            connection = self._connections[task] = Connection(self._pool, self._compiler)
+        return connection
+
+    def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
+        """A transaction on the calling task's connection (resolved when it starts, so one
+        decorated function can serve many concurrent tasks). Options: `isolation`
+        (e.g. "serializable"), `readonly`; `force_rollback=True` always rolls back."""
+        return Transaction(self.connection, force_rollback=force_rollback, **options)
+
+    def pool_stats(self) -> dict[str, int]:
+        """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, requests."""
+        if self._pool is None:
+            raise InterfaceError("the database is not connected")
+        return self._pool.stats()
+
+    # -- queries on the current task's connection ----------------------------------------
+
+    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None = None) -> list[Record]:
+        """Run a query and return all its rows."""
+        return await self.connection().fetch_all(query, values)
+
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Record | None:
+        """Run a query and return its first row, or None."""
+        return await self.connection().fetch_one(query, values)
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row."""
+        return await self.connection().fetch_val(query, values, column=column)
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement; see `Connection.execute` for the return value."""
+        return await self.connection().execute(query, values)
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per mapping in `values`."""
+        await self.connection().execute_many(query, values)
+
+    async def iterate(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Record]:
+        """Stream the rows of a query; memory stays flat however many rows there are."""
+        async for record in self.connection().iterate(query, values):
+            yield record
+
+    # -- fork ------------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        if self._generation == fork_generation():
+            return
+        # A forked child: connections and the event loop belong to the parent. Start over;
+        # the pool abandons what it inherited without touching it.
+        self._generation = fork_generation()
+        self._connections = weakref.WeakKeyDictionary()
+        self._global_connection = self._global_transaction = None
+        if self._pool is not None:
+            self._pool._check_fork()
+            self._pool = Pool(self._backend, **self._pool_options)
+
+
+def _pool_options(given: dict[str, Any], backend: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, value in given.items():
+        if name == "pre_ping":
+            if value is None or value is False or str(value).lower() in ("false", "off", "no"):
+                options["pre_ping_idle"] = None
+                continue
+            value = 0.0 if value is True or str(value).lower() in ("true", "on", "yes") else value
+            name = "pre_ping_idle"
+        try:
+            options[name] = float(value) if name != "min_size" and name != "max_size" else int(value)
+        except (TypeError, ValueError):
+            raise InterfaceError(f"database option {name} must be a number, got {value!r}") from None
+    if getattr(backend, "is_memory", False):
+        # One in-memory database lives in one connection: every task shares it, and it is
+        # never closed while the Database is connected.
+        options.update(min_size=1, max_size=1, max_lifetime=None, pre_ping_idle=None)
+    else:
+        options.setdefault("min_size", 1)
+    _ = parse_bool
+    return options

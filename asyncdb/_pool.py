@@ -1,0 +1,277 @@
+"""Pool: a bounded set of raw connections shared by all tasks of one Database.
+
+Waiters are served first come, first served. A connection comes back through `release`,
+which is synchronous so that no cancellation can interrupt it: a connection whose state is
+unknown is terminated there and its slot handed to the next waiter. The pool notices a
+fork() and abandons, without any I/O, every connection the child inherited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+import random
+import time
+import weakref
+from typing import Any
+
+from ._exceptions import InterfaceError, PoolTimeout
+from .backends.base import Backend
+
+__all__ = ["CLIENT_EXCEPTIONS", "Pool", "PooledConnection", "fork_generation"]
+
+logger = logging.getLogger("asyncdb.pool")
+
+# Everything that may interrupt a driver call half-way, named once (psycopg's idea).
+CLIENT_EXCEPTIONS = (Exception, asyncio.CancelledError)
+
+_fork_generation = 0
+# Connections inherited across fork() are kept referenced for the life of the child so that
+# their finalizers never run: a finalizer would close the shared socket through the parent's
+# event loop (its epoll set is shared too).
+_ABANDONED: list[Any] = []
+_pool_names = itertools.count(1)
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+def fork_generation() -> int:
+    """A number that changes in a child process after each fork()."""
+    return _fork_generation
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class PooledConnection:
+    """One raw connection and the facts the pool keeps about it."""
+
+    __slots__ = ("__weakref__", "created", "generation", "last_used", "raw")
+
+    def __init__(self, raw: Any, lifetime: float | None) -> None:
+        now = time.monotonic()
+        self.raw = raw
+        self.last_used = now
+        # -5% jitter so that connections opened together are not all recycled together.
+        self.created = now - (random.random() * 0.05 * lifetime if lifetime else 0.0)
+        self.generation = _fork_generation
+
+
+class Pool:
+    """Bounded pool of raw connections for one backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float | None = 30.0,
+        max_lifetime: float | None = 3600.0,
+        pre_ping_idle: float | None = 5.0,
+    ) -> None:
+        if max_size < 1:
+            raise InterfaceError(f"max_size must be at least 1, got {max_size}")
+        if min_size < 0 or min_size > max_size:
+            raise InterfaceError(f"min_size must be between 0 and max_size ({max_size}), got {min_size}")
+        self.backend = backend
+        self.name = f"pool-{next(_pool_names)}"
+        self.min_size = min_size
+        self.max_size = max_size
+        self.acquire_timeout = acquire_timeout
+        self.max_lifetime = max_lifetime
+        self.pre_ping_idle = pre_ping_idle
+        self._idle: collections.deque[PooledConnection] = collections.deque()
+        self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
+        self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = collections.deque()
+        self._size = 0  # open connections plus those being opened
+        self._closed = False
+        self._generation = _fork_generation
+        self._stats = collections.Counter[str]()
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name} {self.backend.name} size={self._size}/{self.max_size}>"
+
+    async def open(self) -> None:
+        """Open `min_size` connections; the first connect error is raised as it is."""
+        self._check_fork()
+        while self._size < self.min_size:
+            self._size += 1
+            try:
+                self._idle.append(await self._connect())
+            except BaseException:
+                self._size -= 1
+                raise
+
+    async def acquire(self) -> PooledConnection:
+        """Take a connection, waiting in line for one if the pool is at its size."""
+        self._check_fork()
+        if self._closed:
+            raise InterfaceError(f"{self.name} is closed")
+        self._stats["requests"] += 1
+        while True:
+            if self._idle and not self._waiters:
+                conn: PooledConnection | None = self._idle.pop()
+            elif self._size < self.max_size and not self._waiters:
+                self._size += 1
+                conn = None
+            else:
+                conn = await self._wait()
+            conn = await self._check_out(conn)
+            if conn is not None:
+                self._in_use.add(conn)
+                return conn
+
+    def release(self, conn: PooledConnection, *, discard: bool = False) -> None:
+        """Give a connection back; `discard=True` when its state is unknown. Never blocks."""
+        self._check_fork()
+        self._in_use.discard(conn)
+        if conn.generation != _fork_generation:
+            self._abandon(conn)
+            return
+        if discard or self._closed or self.backend.is_closed(conn.raw):
+            self._drop(conn)
+            self._grant(None)
+            return
+        conn.last_used = time.monotonic()
+        self._grant(conn)
+
+    async def close(self) -> None:
+        """Close idle connections gracefully; connections in use are closed on release."""
+        self._check_fork()
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(InterfaceError(f"{self.name} was closed while waiting"))
+        idle, self._idle = list(self._idle), collections.deque()
+        for conn in idle:
+            self._size -= 1
+            try:
+                await asyncio.wait_for(self.backend.close(conn.raw), 5)
+            except CLIENT_EXCEPTIONS:
+                self.backend.terminate(conn.raw)
+
+    def stats(self) -> dict[str, int]:
+        """Size, idle, in use and waiting now; created, invalidated and requests so far."""
+        self._check_fork()
+        return {
+            "size": self._size,
+            "max_size": self.max_size,
+            "idle": len(self._idle),
+            "in_use": len(self._in_use),
+            "waiting": sum(1 for w in self._waiters if not w.done()),
+            "created": self._stats["created"],
+            "invalidated": self._stats["invalidated"],
+            "requests": self._stats["requests"],
+        }
+
+    async def _wait(self) -> PooledConnection | None:
+        waiter: asyncio.Future[PooledConnection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, self.acquire_timeout)
+        except TimeoutError:
+            waiting = sum(1 for w in self._waiters if not w.done())
+            raise PoolTimeout(
+                f"no connection free in {self.name} after {self.acquire_timeout}s "
+                f"(max_size={self.max_size}, in use={len(self._in_use)}, "
+                f"{waiting} other tasks waiting)"
+            ) from None
+        except BaseException:
+            # Served just as we were cancelled: pass the connection (or slot) on.
+            if waiter.done() and not waiter.cancelled():
+                self._grant(waiter.result())
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _check_out(self, conn: PooledConnection | None) -> PooledConnection | None:
+        """Make a connection fit for use: open one for a free slot, recycle an old one,
+        pre-ping one that sat idle. Returns None when the caller should try again."""
+        try:
+            if conn is None:
+                return await self._connect()
+            now = time.monotonic()
+            if self.max_lifetime is not None and now - conn.created > self.max_lifetime:
+                self._drop(conn, invalidated=False)
+                self._size += 1
+                return await self._connect()
+            if self.backend.is_closed(conn.raw):
+                self._drop(conn)
+                self._size += 1
+                return await self._connect()
+            if self.pre_ping_idle is not None and now - conn.last_used > self.pre_ping_idle:
+                await self._ping_or_replace(conn)
+            return conn
+        except BaseException:
+            if conn is not None:
+                self.backend.terminate(conn.raw)
+            self._size -= 1
+            self._grant(None)
+            raise
+
+    async def _ping_or_replace(self, conn: PooledConnection) -> None:
+        try:
+            await self.backend.ping(conn.raw)
+        except Exception as exc:
+            failure = self.backend.classify(exc, conn.raw)
+            if failure is None or failure.kind.value != "disconnect":
+                raise
+            logger.info("%s: pre-ping found a dead connection; reconnecting", self.name)
+            self.backend.terminate(conn.raw)
+            self._stats["invalidated"] += 1
+            fresh = await self._connect()
+            conn.raw, conn.created = fresh.raw, fresh.created
+
+    async def _connect(self) -> PooledConnection:
+        raw = await self.backend.connect()
+        self._stats["created"] += 1
+        return PooledConnection(raw, self.max_lifetime)
+
+    def _grant(self, conn: PooledConnection | None) -> None:
+        """Hand a connection (or, with None, a free slot) to the first live waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is not None:
+            if self._closed:
+                self._drop(conn, invalidated=False)
+            else:
+                self._idle.append(conn)
+
+    def _drop(self, conn: PooledConnection, *, invalidated: bool = True) -> None:
+        self._size -= 1
+        if invalidated:
+            self._stats["invalidated"] += 1
+        try:
+            self.backend.terminate(conn.raw)
+        except Exception:
+            logger.debug("%s: error while terminating a connection", self.name, exc_info=True)
+
+    def _abandon(self, conn: PooledConnection) -> None:
+        self.backend.abandon(conn.raw)
+        _ABANDONED.append(conn.raw)
+
+    def _check_fork(self) -> None:
+        if self._generation == _fork_generation:
+            return
+        # In a forked child: everything we hold belongs to the parent's sockets and loop.
+        for conn in itertools.chain(self._idle, list(self._in_use)):
+            self._abandon(conn)
+        self._idle.clear()
+        self._in_use = weakref.WeakSet()
+        self._waiters.clear()
+        self._size = 0
+        self._generation = _fork_generation
+        logger.debug("%s: fork detected; inherited connections abandoned", self.name)

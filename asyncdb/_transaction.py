@@ -1,0 +1,145 @@
+"""Transaction: `async with`, decorator, or manual start/commit/rollback; nesting = savepoints."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from ._context import pop_transaction, push_transaction, transaction_stack
+from ._exceptions import InterfaceError, Rollback
+from .backends.base import TransactionOptions
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["Transaction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Transaction:
+    """A database transaction, or a savepoint when one is already open on the connection.
+
+    ```python
+    async with db.transaction():           # commit on success, roll back on error
+        await db.execute(...)
+
+    @db.transaction()                      # each call runs in its own transaction,
+    async def create_user(name): ...       # on the calling task's connection
+
+    tx = await db.transaction().start()    # manual
+    await tx.rollback()
+    ```
+    Raising `asyncdb.Rollback` inside the block rolls back quietly.
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], Connection],
+        *,
+        force_rollback: bool = False,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self._get_connection = connection
+        self._force_rollback = force_rollback
+        self._options = TransactionOptions(isolation=isolation, readonly=readonly)
+        self._connection: Connection | None = None
+        self._depth = 0
+
+    def __repr__(self) -> str:
+        state = f"depth={self._depth}" if self._depth else "not started"
+        return f"<Transaction {state}>"
+
+    @property
+    def is_active(self) -> bool:
+        return self._depth > 0
+
+    # -- the three ways to use it ------------------------------------------------------------
+
+    async def __aenter__(self) -> Transaction:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None and not self._force_rollback:
+            await self.commit()
+        else:
+            await self.rollback()
+        return isinstance(exc, Rollback)
+
+    def __await__(self) -> Generator[Any, None, Transaction]:
+        return self.start().__await__()
+
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """Decorate a coroutine function: each call runs in a transaction of its own."""
+        if not inspect.iscoroutinefunction(func):
+            raise InterfaceError("transaction() decorates only 'async def' functions")
+
+        @functools.wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with self._copy():
+                return await func(*args, **kwargs)
+
+        return wrapper
+
+    def _copy(self) -> Transaction:
+        return Transaction(
+            self._get_connection,
+            force_rollback=self._force_rollback,
+            isolation=self._options.isolation,
+            readonly=self._options.readonly,
+        )
+
+    # -- manual control ------------------------------------------------------------------
+
+    async def start(self) -> Transaction:
+        """Open the transaction (or a savepoint inside the current one) on the connection."""
+        if self._depth:
+            raise InterfaceError("this transaction is already started; create a new one")
+        connection = self._get_connection()
+        stack = transaction_stack(connection)
+        if stack and (self._options.isolation or self._options.readonly):
+            raise InterfaceError("isolation and readonly apply to the outermost transaction only")
+        push_transaction(connection, self)
+        try:
+            self._depth = await connection._begin(self, self._options, owns_turn=not stack)
+        except BaseException:
+            pop_transaction(connection, self)
+            raise
+        self._connection = connection
+        return self
+
+    async def commit(self) -> None:
+        """Commit (or release the savepoint). If a statement failed inside, roll back and
+        raise TransactionAbortedError instead."""
+        await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        """Roll back (or roll back to the savepoint, keeping the outer transaction)."""
+        await self._end(commit=False)
+
+    async def _end(self, *, commit: bool) -> None:
+        connection = self._connection
+        if connection is None or not self._depth:
+            raise InterfaceError("this transaction is not active (never started, or already ended)")
+        stack = transaction_stack(connection)
+        if stack and stack[-1] is not self and self in stack:
+            raise InterfaceError(
+                "transactions ended out of order: end the innermost transaction first"
+            )
+        connection._check_top(self._depth)
+        depth, self._depth = self._depth, 0
+        try:
+            await connection._end(self, depth, commit=commit)
+        finally:
+            pop_transaction(connection, self)
+            self._connection = None

@@ -1,0 +1,151 @@
+"""DatabaseURL: parse, rebuild and print database URLs without ever showing the password."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+__all__ = ["DatabaseURL"]
+
+_MASK = "***"
+
+
+class DatabaseURL:
+    """An immutable database URL: `scheme://user:password@host:port/database?option=value`.
+
+    `str()` and `repr()` mask the password, so a URL can be logged or shown in an error
+    as it is; `render(hide_password=False)` gives the full text when it is really needed.
+    """
+
+    __slots__ = ("_components", "_url")
+
+    def __init__(self, url: str | DatabaseURL) -> None:
+        if isinstance(url, DatabaseURL):
+            url = url._url
+        if not isinstance(url, str):
+            raise TypeError(f"database url must be a str or DatabaseURL, not {type(url).__name__}")
+        if "://" not in url:
+            raise ValueError("database url has no scheme: expected e.g. 'postgresql://host/db'")
+        self._url = url
+        self._components = urlsplit(url)
+
+    @property
+    def scheme(self) -> str:
+        return self._components.scheme
+
+    @property
+    def dialect(self) -> str:
+        """The backend family: `postgresql`, `mysql` or `sqlite`."""
+        dialect = self.scheme.split("+")[0]
+        return "postgresql" if dialect in ("postgres", "postgresql") else dialect
+
+    @property
+    def driver(self) -> str:
+        return self.scheme.split("+")[1] if "+" in self.scheme else ""
+
+    @property
+    def userinfo(self) -> bytes | None:
+        if self._components.username is None:
+            return None
+        info = self._components.username
+        if self._components.password is not None:
+            info += ":" + self._components.password
+        return info.encode("utf-8")
+
+    @property
+    def username(self) -> str | None:
+        user = self._components.username
+        return None if user is None else unquote(user)
+
+    @property
+    def password(self) -> str | None:
+        password = self._components.password
+        return None if password is None else unquote(password)
+
+    @property
+    def hostname(self) -> str | None:
+        return self._components.hostname or self.options.get("host") or None
+
+    @property
+    def port(self) -> int | None:
+        return self._components.port
+
+    @property
+    def netloc(self) -> str | None:
+        return self._components.netloc or None
+
+    @property
+    def database(self) -> str:
+        path = self._components.path
+        if path.startswith("/"):
+            path = path[1:]
+        return unquote(path)
+
+    @property
+    def options(self) -> dict[str, str]:
+        return dict(parse_qsl(self._components.query))
+
+    def replace(self, **kwargs: Any) -> DatabaseURL:
+        """Return a copy with some components replaced (`username`, `password`, `hostname`,
+        `port`, `database`, `scheme`, `dialect`, `driver`, `options`)."""
+        if "dialect" in kwargs or "driver" in kwargs:
+            dialect = kwargs.pop("dialect", self.dialect)
+            driver = kwargs.pop("driver", self.driver)
+            kwargs["scheme"] = f"{dialect}+{driver}" if driver else dialect
+        parts = {
+            "username": self.username,
+            "password": self.password,
+            "hostname": self._components.hostname,
+            "port": self.port,
+            "database": self.database,
+            "scheme": self.scheme,
+            "options": self.options,
+        }
+        unknown = set(kwargs) - set(parts)
+        if unknown:
+            raise TypeError(f"DatabaseURL.replace() got unknown components: {sorted(unknown)}")
+        parts.update(kwargs)
+        return DatabaseURL(_build(parts))
+
+    def render(self, *, hide_password: bool = True) -> str:
+        """Return the URL as text; the password is masked unless `hide_password=False`."""
+        if not hide_password or self.password is None:
+            return self._url
+        return self.replace(password=_MASK)._url
+
+    @property
+    def obscure_password(self) -> str:
+        return self.render(hide_password=True)
+
+    def __str__(self) -> str:
+        return self.render(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.render(hide_password=True)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            other = DatabaseURL(other) if "://" in other else None
+        return isinstance(other, DatabaseURL) and self._url == other._url
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+
+def _build(parts: Mapping[str, Any]) -> str:
+    netloc = ""
+    if parts["username"] is not None:
+        netloc = quote(parts["username"], safe="")
+        if parts["password"] is not None:
+            password = parts["password"]
+            netloc += ":" + (password if password == _MASK else quote(password, safe=""))
+        netloc += "@"
+    host = parts["hostname"] or ""
+    netloc += f"[{host}]" if ":" in host else host
+    if parts["port"] is not None:
+        netloc += f":{parts['port']}"
+    url = f"{parts['scheme']}://{netloc}/{parts['database']}"
+    if parts["options"]:
+        url += "?" + urlencode(parts["options"])
+    return url

@@ -1,0 +1,117 @@
+"""The protocol every backend implements, and the vocabulary it uses to describe errors.
+
+A backend is the only place that touches a driver. It turns our calls into driver calls and
+says what a driver exception means (`classify`); it never builds asyncdb exceptions, and it
+keeps no transaction state: that lives in `asyncdb._connection` and `asyncdb._transaction`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy.engine.interfaces import Dialect
+
+from .._url import DatabaseURL
+
+__all__ = [
+    "Backend",
+    "ErrorKind",
+    "ErrorScope",
+    "Failure",
+    "RawRow",
+    "TransactionOptions",
+]
+
+RawRow = Sequence[Any]
+
+
+class ErrorKind(enum.Enum):
+    """What a driver error means for the caller; decides the asyncdb exception class."""
+
+    DISCONNECT = "disconnect"  # the connection is gone or its protocol state is unknown
+    CONFLICT = "conflict"  # serialization failure, deadlock, lock wait timeout
+    ABORTED = "aborted"  # the server refuses statements until rollback
+    INTEGRITY = "integrity"
+    PROGRAMMING = "programming"
+    DATA = "data"
+    OPERATIONAL = "operational"
+    INTERFACE = "interface"
+
+
+class ErrorScope(enum.IntEnum):
+    """How much of the work in flight the server undid when the error happened."""
+
+    STATEMENT = 0  # only the failed statement; the transaction goes on
+    SAVEPOINT = 1  # the innermost transaction level is unusable until rolled back
+    TRANSACTION = 2  # the whole transaction is gone (server rolled it back, or the line died)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified driver error."""
+
+    kind: ErrorKind
+    scope: ErrorScope
+    sqlstate: str | None = None
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOptions:
+    """Options of an outermost transaction; checked by the backend's `begin_sql`."""
+
+    isolation: str | None = None
+    readonly: bool = False
+
+
+class Backend(Protocol):
+    """One database family behind one driver. Raw connections are the driver's own objects."""
+
+    name: ClassVar[str]
+    dialect: Dialect
+    url: DatabaseURL
+    supports_shared_memory: ClassVar[bool]
+
+    async def connect(self) -> Any:
+        """Open one raw connection, in autocommit mode."""
+
+    async def close(self, raw: Any) -> None:
+        """Close gracefully (may do I/O)."""
+
+    def terminate(self, raw: Any) -> None:
+        """Abort at once without waiting on the peer."""
+
+    def abandon(self, raw: Any) -> None:
+        """Forget a connection inherited across fork(): no I/O, no event-loop calls."""
+
+    def is_closed(self, raw: Any) -> bool:
+        """Tell, without I/O, whether the connection is known to be dead."""
+
+    async def ping(self, raw: Any) -> None:
+        """Run the cheapest round trip; raise the driver's error if the line is dead."""
+
+    async def command(self, raw: Any, sql: str) -> str | None:
+        """Run a parameterless command (BEGIN, SAVEPOINT...); return its status tag if known."""
+
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+        """Run a statement; return lastrowid (MySQL, SQLite) or the first value (PostgreSQL)."""
+
+    async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per parameter set."""
+
+    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+        """Run a query and return its column names and all its rows."""
+
+    def stream(
+        self, raw: Any, sql: str, args: Sequence[Any], batch: int
+    ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
+        """Yield the rows of a query in batches, with a server-side cursor where possible."""
+
+    def begin_sql(self, options: TransactionOptions) -> list[str]:
+        """Return the statements that open an outermost transaction with these options."""
+
+    def classify(self, exc: BaseException, raw: Any) -> Failure | None:
+        """Say what a driver exception means; `None` if it is not a database error."""

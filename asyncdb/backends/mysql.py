@@ -1,0 +1,154 @@
+"""MySQL and MariaDB through aiomysql (PyMySQL's protocol and exceptions)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
+
+from .._url import DatabaseURL
+from ._common import import_driver, isolation_sql, parse_bool
+from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+
+__all__ = ["MySQLBackend"]
+
+_ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommitted")
+
+# Client and server codes after which the connection cannot be used (SQLAlchemy's list plus
+# 1053 server shutdown): server gone, lost during query, out of sync, killed, idle timeout.
+_DISCONNECT_CODES = frozenset({1053, 1927, 2006, 2013, 2014, 2045, 2055, 4031})
+# 1213 deadlock: InnoDB rolled back the whole transaction. 1205 lock wait timeout undoes only
+# the statement unless innodb_rollback_on_timeout is on; we cannot see that setting for free,
+# so it is treated as losing the transaction too (the safe side).
+_CONFLICT_CODES = frozenset({1213, 1205})
+_DISCONNECT_TEXTS = ("not connected", "cancelled during execution", "already closed", "(0, '')")
+
+
+class MySQLBackend:
+    """aiomysql connections in autocommit mode; transactions use START TRANSACTION."""
+
+    name: ClassVar[str] = "mysql"
+    supports_shared_memory: ClassVar[bool] = False
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        self._aiomysql = import_driver("aiomysql", "mysql")
+        self._err = import_driver("pymysql.err", "mysql")
+        self.url = url
+        self.dialect = sa_aiomysql.dialect()
+        self._connect_kwargs = _connect_kwargs(url, options)
+
+    async def connect(self) -> Any:
+        return await self._aiomysql.connect(**self._connect_kwargs)
+
+    async def close(self, raw: Any) -> None:
+        await raw.ensure_closed()
+
+    def terminate(self, raw: Any) -> None:
+        raw.close()
+
+    def abandon(self, raw: Any) -> None:
+        # Forget the stream without closing it: closing would unregister the socket from the
+        # event loop's epoll set, which the forked child shares with its parent.
+        raw._writer = None
+        raw._reader = None
+
+    def is_closed(self, raw: Any) -> bool:
+        return bool(raw.closed)
+
+    async def ping(self, raw: Any) -> None:
+        await raw.ping(reconnect=False)
+
+    async def command(self, raw: Any, sql: str) -> str | None:
+        async with raw.cursor() as cursor:
+            await cursor.execute(sql)
+        return None
+
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+        async with raw.cursor() as cursor:
+            # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %.
+            await cursor.execute(sql, tuple(args))
+            return cursor.lastrowid
+
+    async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with raw.cursor() as cursor:
+            await cursor.executemany(sql, [tuple(a) for a in args])
+
+    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+        async with raw.cursor() as cursor:
+            await cursor.execute(sql, tuple(args))
+            rows = await cursor.fetchall()
+            return _columns(cursor), list(rows)
+
+    async def stream(
+        self, raw: Any, sql: str, args: Sequence[Any], batch: int
+    ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
+        # An unbuffered cursor: rows are read off the socket as they are asked for.
+        async with raw.cursor(self._aiomysql.SSCursor) as cursor:
+            await cursor.execute(sql, tuple(args))
+            columns = _columns(cursor)
+            while rows := await cursor.fetchmany(batch):
+                yield columns, list(rows)
+
+    def begin_sql(self, options: TransactionOptions) -> list[str]:
+        statements = []
+        if options.isolation:
+            level = isolation_sql(options.isolation, _ISOLATION, self.name)
+            statements.append("SET TRANSACTION ISOLATION LEVEL " + level)
+        statements.append("START TRANSACTION READ ONLY" if options.readonly else "START TRANSACTION")
+        return statements
+
+    def classify(self, exc: BaseException, raw: Any) -> Failure | None:
+        err = self._err
+        if isinstance(exc, OSError):
+            return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION)
+        if not isinstance(exc, err.MySQLError):
+            return None
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        sqlstate = getattr(exc, "sqlstate", None)
+        text = str(exc).lower()
+        if code in _DISCONNECT_CODES or any(t in text for t in _DISCONNECT_TEXTS):
+            return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, sqlstate, code)
+        if isinstance(exc, err.InternalError) and "packet sequence" in text:
+            return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, sqlstate, code)
+        if code in _CONFLICT_CODES:
+            return Failure(ErrorKind.CONFLICT, ErrorScope.TRANSACTION, sqlstate, code)
+        return Failure(_kind(exc, err), ErrorScope.STATEMENT, sqlstate, code)
+
+
+def _kind(exc: BaseException, err: Any) -> ErrorKind:
+    if isinstance(exc, err.IntegrityError):
+        return ErrorKind.INTEGRITY
+    if isinstance(exc, err.ProgrammingError):
+        return ErrorKind.PROGRAMMING
+    if isinstance(exc, err.DataError):
+        return ErrorKind.DATA
+    if isinstance(exc, err.InterfaceError):
+        return ErrorKind.INTERFACE
+    return ErrorKind.OPERATIONAL
+
+
+def _columns(cursor: Any) -> list[str]:
+    return [d[0] for d in cursor.description] if cursor.description else []
+
+
+def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "host": url.hostname or "localhost",
+        "port": url.port or 3306,
+        "user": url.username,
+        "password": url.password or "",
+        "db": url.database or None,
+        "autocommit": True,
+        "charset": options.pop("charset", "utf8mb4"),
+        "connect_timeout": float(options.pop("connect_timeout", 10)),
+    }
+    if "unix_socket" in options:
+        kwargs["unix_socket"] = options.pop("unix_socket")
+    if "ssl" in options:
+        ssl = options.pop("ssl")
+        if not isinstance(ssl, str | bool) or parse_bool(ssl):
+            import ssl as ssl_module
+
+            kwargs["ssl"] = ssl if not isinstance(ssl, str | bool) else ssl_module.create_default_context()
+    return {k: v for k, v in kwargs.items() if v is not None}

@@ -1,0 +1,166 @@
+"""SQLite through aiosqlite.
+
+aiosqlite runs one thread per connection. We hand it whole functions (`_execute`) so that a
+statement and its fetch cost one hop to the thread instead of three; the sqlite3 connection
+runs in autocommit mode (`isolation_level=None`) so that only asyncdb opens transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
+
+from .._exceptions import InterfaceError
+from .._url import DatabaseURL
+from ._common import import_driver
+from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+
+__all__ = ["SQLiteBackend"]
+
+# SQLite is always serializable; these name how BEGIN takes its locks.
+_ISOLATION = {
+    "serializable": "BEGIN IMMEDIATE",
+    "immediate": "BEGIN IMMEDIATE",
+    "deferred": "BEGIN DEFERRED",
+    "exclusive": "BEGIN EXCLUSIVE",
+}
+_CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
+_PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
+
+
+class SQLiteBackend:
+    """aiosqlite connections; WAL mode for files, a busy timeout, explicit BEGIN."""
+
+    name: ClassVar[str] = "sqlite"
+    supports_shared_memory: ClassVar[bool] = True
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        self._aiosqlite = import_driver("aiosqlite", "sqlite")
+        self.url = url
+        self.dialect = sa_aiosqlite.dialect()
+        self.path = url.database or ":memory:"
+        self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
+        self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
+
+    async def connect(self) -> Any:
+        raw = await self._aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self._busy_timeout
+        )
+        if not self.is_memory:
+            await raw.execute("PRAGMA journal_mode=WAL")
+        return raw
+
+    async def close(self, raw: Any) -> None:
+        await raw.close()
+
+    def terminate(self, raw: Any) -> None:
+        connection = raw._connection
+        if connection is not None:
+            connection.interrupt()  # thread-safe: stops a statement still running in the thread
+        raw.stop()
+
+    def abandon(self, raw: Any) -> None:
+        # The worker thread does not exist in a forked child; never touch the sqlite handle.
+        raw._running = False
+
+    def is_closed(self, raw: Any) -> bool:
+        return raw._connection is None or not raw._running
+
+    async def ping(self, raw: Any) -> None:
+        await raw._execute(raw._conn.execute, "SELECT 1")
+
+    async def command(self, raw: Any, sql: str) -> str | None:
+        conn = raw._conn
+        await raw._execute(lambda: conn.execute(sql).close())
+        return None
+
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+        conn = raw._conn
+
+        def run() -> Any:
+            cursor = conn.execute(sql, args)
+            try:
+                return cursor.lastrowid
+            finally:
+                cursor.close()
+
+        return await raw._execute(run)
+
+    async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        conn = raw._conn
+        await raw._execute(lambda: conn.executemany(sql, args).close())
+
+    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+        conn = raw._conn
+
+        def run() -> tuple[list[str], list[RawRow]]:
+            cursor = conn.execute(sql, args)
+            try:
+                rows = cursor.fetchall()
+                return _columns(cursor), rows
+            finally:
+                cursor.close()
+
+        return await raw._execute(run)
+
+    async def stream(
+        self, raw: Any, sql: str, args: Sequence[Any], batch: int
+    ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
+        conn = raw._conn
+        cursor = await raw._execute(conn.execute, sql, args)
+        try:
+            columns = _columns(cursor)
+            while rows := await raw._execute(cursor.fetchmany, batch):
+                yield columns, rows
+        finally:
+            if raw._connection is not None and raw._running:
+                await raw._execute(cursor.close)
+
+    def begin_sql(self, options: TransactionOptions) -> list[str]:
+        if options.isolation is None:
+            return ["BEGIN DEFERRED" if options.readonly else "BEGIN IMMEDIATE"]
+        name = options.isolation.lower().replace(" ", "_")
+        if name not in _ISOLATION:
+            raise InterfaceError(
+                f"unknown isolation level {options.isolation!r} for sqlite; expected one of: "
+                + ", ".join(_ISOLATION)
+            )
+        return [_ISOLATION[name]]
+
+    def classify(self, exc: BaseException, raw: Any) -> Failure | None:
+        text = str(exc).lower()
+        if isinstance(exc, ValueError) and any(t in text for t in _CLOSED_TEXTS):
+            return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION)
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        code = getattr(exc, "sqlite_errorcode", None)
+        # SQLite may roll a transaction back on its own after BUSY, FULL, IOERR, NOMEM or
+        # INTERRUPT; the only way to know is to ask whether autocommit is back on.
+        lost = raw is not None and raw._connection is not None and not raw._connection.in_transaction
+        scope = ErrorScope.TRANSACTION if lost else ErrorScope.STATEMENT
+        if any(t in text for t in _CLOSED_TEXTS):
+            return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, code=code)
+        if "database is locked" in text or "database is busy" in text:
+            return Failure(ErrorKind.CONFLICT, scope, code=code)
+        return Failure(_kind(exc, text), scope, code=code)
+
+
+def _kind(exc: sqlite3.Error, text: str) -> ErrorKind:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return ErrorKind.INTEGRITY
+    if isinstance(exc, sqlite3.ProgrammingError):
+        return ErrorKind.PROGRAMMING
+    if isinstance(exc, sqlite3.DataError):
+        return ErrorKind.DATA
+    if isinstance(exc, sqlite3.InterfaceError):
+        return ErrorKind.INTERFACE
+    if any(t in text for t in _PROGRAMMING_TEXTS):
+        return ErrorKind.PROGRAMMING
+    return ErrorKind.OPERATIONAL
+
+
+def _columns(cursor: Any) -> list[str]:
+    return [d[0] for d in cursor.description] if cursor.description else []
