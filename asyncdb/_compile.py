@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -82,12 +83,23 @@ class Compiler:
 
     def compile_many(
         self, query: Query, values_list: Sequence[Mapping[str, Any]]
-    ) -> tuple[Compiled, list[list[Any]]]:
-        """Compile once for a non-empty list of parameter sets (keyed like the first one)."""
-        first, rest = self.compile(query, values_list[0])
-        if isinstance(query, str):
-            return first, [rest] + [first.args(v) for v in values_list[1:]]
-        return first, [rest] + [self._construct_args(first, query, v) for v in values_list[1:]]
+    ) -> list[tuple[Compiled, list[list[Any]]]]:
+        """Compile once per run of parameter sets that share the same keys."""
+        groups: list[tuple[Compiled, list[list[Any]]]] = []
+        previous_keys: Any = None
+        for values in values_list:
+            keys = values.keys()
+            if keys == previous_keys:
+                compiled = groups[-1][0]
+                args = compiled.args(values) if isinstance(query, str) else self._construct_args(
+                    compiled, query, values
+                )
+                groups[-1][1].append(args)
+            else:
+                compiled, args = self.compile(query, values)
+                groups.append((compiled, [args]))
+                previous_keys = keys
+        return groups
 
     def _cached(self, key: Any, build: Callable[[], Compiled]) -> Compiled:
         cache = self._cache
@@ -106,43 +118,47 @@ class Compiler:
         self, query: ClauseElement, values: Mapping[str, Any] | None
     ) -> tuple[Compiled, list[Any]]:
         keys = tuple(values) if values else ()
-        cache_key = query._generate_cache_key()
-        if cache_key is None:  # an element that opts out of caching
-            compiled = self._compile_element(query, keys)
+        cache_key = _cache_key(query)
+        if cache_key is None:  # DDL, or an element that opts out of caching
+            compiled = self._compile_element(query, keys, None)
             return compiled, self._construct_args(compiled, query, values)
-        compiled = self._cached((cache_key.key, keys), lambda: self._compile_element(query, keys))
-        if compiled.compiled is None:  # expanding IN: rendered for this call's values only
-            compiled = self._compile_element(query, keys, postcompile=True)
-            return compiled, compiled.args(compiled.compiled.construct_params(params=values))
-        params = compiled.compiled.construct_params(
-            params=values, extracted_parameters=cache_key.bindparams
+        compiled = self._cached(
+            (cache_key.key, keys), lambda: self._compile_element(query, keys, cache_key)
         )
+        if compiled.compiled is None:
+            # IN with a list: the number of parameters depends on the values, so the
+            # statement is rendered for this call's values only.
+            if values and hasattr(query, "params"):
+                query = query.params(**values)
+            compiled = self._compile_element(query, (), None, postcompile=True)
+            return compiled, compiled.args(_construct_params(compiled.compiled, None, None))
+        params = _construct_params(compiled.compiled, values, cache_key.bindparams)
         return compiled, compiled.args(params)
 
     def _construct_args(
         self, compiled: Compiled, query: ClauseElement, values: Mapping[str, Any] | None
     ) -> list[Any]:
-        cache_key = query._generate_cache_key()
+        cache_key = _cache_key(query)
         extracted = cache_key.bindparams if cache_key is not None else None
-        return compiled.args(compiled.compiled.construct_params(params=values, extracted_parameters=extracted))
+        return compiled.args(_construct_params(compiled.compiled, values, extracted))
 
     def _compile_element(
-        self, query: ClauseElement, keys: tuple[str, ...], postcompile: bool = False
+        self, query: ClauseElement, keys: tuple[str, ...], cache_key: Any, postcompile: bool = False
     ) -> Compiled:
         kwargs: dict[str, Any] = {"dialect": self.dialect}
         if keys:
             kwargs["column_keys"] = list(keys)
+        if cache_key is not None:
+            kwargs["cache_key"] = cache_key  # so construct_params can map later values
         if postcompile:
             kwargs["compile_kwargs"] = {"render_postcompile": True}
         compiled = query.compile(**kwargs)
-        if compiled.post_compile_params and not postcompile:
-            # IN with a list: the number of parameters depends on the values, so this
-            # construct is rendered per call (see _compile_construct).
+        if getattr(compiled, "post_compile_params", None) and not postcompile:
             return Compiled(compiled.string, (), None, None, None)
         return self._finish(compiled, query)
 
     def _finish(self, compiled: Any, query: ClauseElement | None) -> Compiled:
-        names = tuple(compiled.positiontup or ())
+        names = tuple(getattr(compiled, "positiontup", None) or ())
         processors = None
         if query is not None and not isinstance(query, TextClause):
             found = [_bind_processor(compiled.binds.get(n), self.dialect) for n in names]
@@ -157,6 +173,18 @@ class Compiler:
         )
 
 
+def _construct_params(compiled: Any, values: Mapping[str, Any] | None, extracted: Any) -> Any:
+    try:
+        return compiled.construct_params(params=values, extracted_parameters=extracted)
+    except sa_exc.InvalidRequestError as exc:
+        raise ProgrammingError(str(exc)) from exc
+
+
+def _cache_key(query: ClauseElement) -> Any:
+    generate = getattr(query, "_generate_cache_key", None)
+    return generate() if generate is not None else None
+
+
 def _bind_processor(bind: Any, dialect: Dialect) -> Processor:
     if bind is None:
         return None
@@ -168,5 +196,15 @@ def _result_processors(query: ClauseElement | None, dialect: Dialect) -> tuple[P
     columns = getattr(query, "exported_columns", None)
     if not columns:
         return None
-    found = tuple(col.type.dialect_impl(dialect).result_processor(dialect, None) for col in columns)
+    found = tuple(_result_processor(col.type, dialect) for col in columns)
     return found if any(p is not None for p in found) else None
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Processor:
+    try:
+        processor: Processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, sa_exc.InvalidRequestError):
+        # Some types choose by the driver's column type code, which we do not pass; those
+        # are the ones the driver already returns in the right Python type (PG numeric).
+        return None
+    return processor

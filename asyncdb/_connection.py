@@ -174,8 +174,13 @@ class Connection:
             raise ProgrammingError("execute_many() takes a list of mappings, one per execution")
         if not values:
             return
-        compiled, args_list = self._compiler.compile_many(query, values)
-        await self._run(self._backend.execute_many, compiled.sql, args_list)
+        groups = self._compiler.compile_many(query, values)
+        if len(groups) == 1:
+            await self._run(self._backend.execute_many, groups[0][0].sql, groups[0][1])
+            return
+        async with self:  # one checkout for all groups
+            for compiled, args_list in groups:
+                await self._run(self._backend.execute_many, compiled.sql, args_list)
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None

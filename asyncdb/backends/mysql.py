@@ -37,6 +37,7 @@ class MySQLBackend:
         self.url = url
         self.dialect = sa_aiomysql.dialect()
         self._connect_kwargs = _connect_kwargs(url, options)
+        self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
 
     async def connect(self) -> Any:
         return await self._aiomysql.connect(**self._connect_kwargs)
@@ -60,22 +61,22 @@ class MySQLBackend:
         await raw.ping(reconnect=False)
 
     async def command(self, raw: Any, sql: str) -> str | None:
-        async with raw.cursor() as cursor:
+        async with raw.cursor(self._cursor) as cursor:
             await cursor.execute(sql)
         return None
 
     async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
-        async with raw.cursor() as cursor:
+        async with raw.cursor(self._cursor) as cursor:
             # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %.
             await cursor.execute(sql, tuple(args))
             return cursor.lastrowid
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
-        async with raw.cursor() as cursor:
+        async with raw.cursor(self._cursor) as cursor:
             await cursor.executemany(sql, [tuple(a) for a in args])
 
     async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
-        async with raw.cursor() as cursor:
+        async with raw.cursor(self._cursor) as cursor:
             await cursor.execute(sql, tuple(args))
             rows = await cursor.fetchall()
             return _columns(cursor), list(rows)
@@ -84,7 +85,7 @@ class MySQLBackend:
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
     ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
         # An unbuffered cursor: rows are read off the socket as they are asked for.
-        async with raw.cursor(self._aiomysql.SSCursor) as cursor:
+        async with raw.cursor(self._stream_cursor) as cursor:
             await cursor.execute(sql, tuple(args))
             columns = _columns(cursor)
             while rows := await cursor.fetchmany(batch):
@@ -126,6 +127,18 @@ def _kind(exc: BaseException, err: Any) -> ErrorKind:
     if isinstance(exc, err.InterfaceError):
         return ErrorKind.INTERFACE
     return ErrorKind.OPERATIONAL
+
+
+def _quiet_cursors(aiomysql: Any) -> tuple[type, type]:
+    """Cursors that skip aiomysql's SHOW WARNINGS round trip after a statement with notes
+    (e.g. DROP TABLE IF EXISTS): one more query and a Python warning per such statement."""
+
+    async def _show_warnings(self: Any, conn: Any) -> None:
+        return None
+
+    cursor = type("Cursor", (aiomysql.Cursor,), {"_show_warnings": _show_warnings})
+    stream = type("SSCursor", (aiomysql.SSCursor,), {"_show_warnings": _show_warnings})
+    return cursor, stream
 
 
 def _columns(cursor: Any) -> list[str]:
