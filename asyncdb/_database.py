@@ -98,7 +98,9 @@ class Database:
             connection = Connection(pool, self._compiler)
             await connection.__aenter__()
             self._global_connection = connection
-            self._global_transaction = await connection.transaction().start()
+            transaction = connection.transaction()
+            transaction._detached = True
+            self._global_transaction = await transaction.start()
 
     async def disconnect(self) -> None:
         """Roll back force_rollback's transaction and close the pool. Idempotent.

@@ -50,6 +50,9 @@ class Transaction:
         self._options = TransactionOptions(isolation=isolation, readonly=readonly)
         self._connection: Connection | None = None
         self._depth = 0
+        # force_rollback's outer transaction belongs to no context: tasks' transactions
+        # must take turns inside it as if it were the server's own.
+        self._detached = False
 
     def __repr__(self) -> str:
         state = f"depth={self._depth}" if self._depth else "not started"
@@ -109,6 +112,10 @@ class Transaction:
         stack = transaction_stack(connection)
         if stack and (self._options.isolation or self._options.readonly):
             raise InterfaceError("isolation and readonly apply to the outermost transaction only")
+        if self._detached:
+            self._depth = await connection._begin(self, self._options, owns_turn=False)
+            self._connection = connection
+            return self
         push_transaction(connection, self)
         try:
             self._depth = await connection._begin(self, self._options, owns_turn=not stack)
