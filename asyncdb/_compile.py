@@ -48,7 +48,9 @@ class Compiled:
         except KeyError as exc:
             raise ProgrammingError(f"missing value for query parameter :{exc.args[0]}") from None
         if self.processors is not None:
-            return [p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)]
+            return [
+                p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
+            ]
         return args
 
     def meta(self, columns: Sequence[str]) -> RowMeta:
@@ -77,7 +79,8 @@ class Compiler:
             return compiled, compiled.args(values)
         if not isinstance(query, ClauseElement):
             raise ProgrammingError(
-                f"a query must be a SQL string or a SQLAlchemy construct, not {type(query).__name__}"
+                "a query must be a SQL string or a SQLAlchemy construct, "
+                f"not {type(query).__name__}"
             )
         return self._compile_construct(query, values)
 
@@ -91,8 +94,10 @@ class Compiler:
             keys = values.keys()
             if keys == previous_keys:
                 compiled = groups[-1][0]
-                args = compiled.args(values) if isinstance(query, str) else self._construct_args(
-                    compiled, query, values
+                args = (
+                    compiled.args(values)
+                    if isinstance(query, str)
+                    else self._construct_args(compiled, query, values)
                 )
                 groups[-1][1].append(args)
             else:
@@ -192,7 +197,9 @@ def _bind_processor(bind: Any, dialect: Dialect) -> Processor:
     return processor
 
 
-def _result_processors(query: ClauseElement | None, dialect: Dialect) -> tuple[Processor, ...] | None:
+def _result_processors(
+    query: ClauseElement | None, dialect: Dialect
+) -> tuple[Processor, ...] | None:
     columns = getattr(query, "exported_columns", None)
     if not columns:
         return None

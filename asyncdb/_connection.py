@@ -143,13 +143,17 @@ class Connection:
 
     # -- queries -------------------------------------------------------------------------
 
-    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None = None) -> list[Record]:
+    async def fetch_all(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
         return compiled.meta(columns).rows(rows)
 
-    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Record | None:
+    async def fetch_one(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> Record | None:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
@@ -340,7 +344,10 @@ class Connection:
                 raise self._on_error(exc) from exc
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
-                    "%s %.3f ms %s", self._backend.name, (time.perf_counter() - start) * 1000, args[0]
+                    "%s %.3f ms %s",
+                    self._backend.name,
+                    (time.perf_counter() - start) * 1000,
+                    args[0],
                 )
             return result
 
@@ -368,7 +375,11 @@ class Connection:
         cls = _ERROR_CLASSES[failure.kind]
         message = f"{self._backend.name}: {exc}" if str(exc) else f"{self._backend.name}: {exc!r}"
         return cls(
-            message, orig=exc, backend=self._backend.name, sqlstate=failure.sqlstate, code=failure.code
+            message,
+            orig=exc,
+            backend=self._backend.name,
+            sqlstate=failure.sqlstate,
+            code=failure.code,
         )
 
     def _fail(self, scope: ErrorScope, error: BaseException) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 __all__ = ["pop_transaction", "push_transaction", "transaction_stack"]
 
 _EMPTY: Mapping[Any, tuple[Any, ...]] = MappingProxyType({})
-_STACKS: ContextVar[Mapping[Any, tuple[Any, ...]]] = ContextVar("asyncdb_transactions", default=_EMPTY)
+_STACKS: ContextVar[Mapping[Any, tuple[Any, ...]]] = ContextVar(
+    "asyncdb_transactions", default=_EMPTY
+)
 
 
 def transaction_stack(connection: Any) -> tuple[Any, ...]:

@@ -165,11 +165,15 @@ class Database:
 
     # -- queries on the current task's connection ----------------------------------------
 
-    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None = None) -> list[Record]:
+    async def fetch_all(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> list[Record]:
         """Run a query and return all its rows."""
         return await self.connection().fetch_all(query, values)
 
-    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Record | None:
+    async def fetch_one(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> Record | None:
         """Run a query and return its first row, or None."""
         return await self.connection().fetch_one(query, values)
 
@@ -219,9 +223,13 @@ def _pool_options(given: dict[str, Any], backend: Any) -> dict[str, Any]:
             value = 0.0 if value is True or str(value).lower() in ("true", "on", "yes") else value
             name = "pre_ping_idle"
         try:
-            options[name] = float(value) if name != "min_size" and name != "max_size" else int(value)
+            options[name] = (
+                float(value) if name != "min_size" and name != "max_size" else int(value)
+            )
         except (TypeError, ValueError):
-            raise InterfaceError(f"database option {name} must be a number, got {value!r}") from None
+            raise InterfaceError(
+                f"database option {name} must be a number, got {value!r}"
+            ) from None
     if getattr(backend, "is_memory", False):
         # One in-memory database lives in one connection: every task shares it, and it is
         # never closed while the Database is connected.

@@ -6,7 +6,7 @@
   x OperationalError            the environment; a retry may help
     + DisconnectionError        the connection is gone; it was discarded, never reused
       - CommitOutcomeUnknownError  the connection died while COMMIT was in flight
-    + ConflictError             serialization failure / deadlock / lock timeout: retry the transaction
+    + ConflictError             serialization failure, deadlock, lock timeout: retry it all
     + PoolTimeout               no connection became free in time
   x TransactionAbortedError     the transaction is in an error state until it is rolled back
   x IntegrityError              a constraint rejected the statement
@@ -106,7 +106,7 @@ class DataError(DatabaseError):
     """A value does not fit its column: out of range, invalid text representation."""
 
 
-class Rollback(Exception):  # noqa: N818 - control flow, named like psycopg's
+class Rollback(Exception):
     """Raise inside `async with db.transaction():` to roll that transaction back quietly."""
 
     def __init__(self, *args: Any) -> None:

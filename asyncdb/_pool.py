@@ -80,7 +80,9 @@ class Pool:
         if max_size < 1:
             raise InterfaceError(f"max_size must be at least 1, got {max_size}")
         if min_size < 0 or min_size > max_size:
-            raise InterfaceError(f"min_size must be between 0 and max_size ({max_size}), got {min_size}")
+            raise InterfaceError(
+                f"min_size must be between 0 and max_size ({max_size}), got {min_size}"
+            )
         self.backend = backend
         self.name = f"pool-{next(_pool_names)}"
         self.min_size = min_size
@@ -90,7 +92,9 @@ class Pool:
         self.pre_ping_idle = pre_ping_idle
         self._idle: collections.deque[PooledConnection] = collections.deque()
         self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
-        self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
+            collections.deque()
+        )
         self._size = 0  # open connections plus those being opened
         self._closed = False
         self._generation = _fork_generation

@@ -31,7 +31,9 @@ class RowMeta:
         if processors is None:
             return [Record(self, row) for row in raw_rows]
         return [
-            Record(self, tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=False)))
+            Record(
+                self, tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=False))
+            )
             for row in raw_rows
         ]
 
@@ -79,9 +81,9 @@ class Record(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Record):
-            return self._meta.keys == other._meta.keys and self.values() == other.values()
+            return bool(self._meta.keys == other._meta.keys and self.values() == other.values())
         if isinstance(other, tuple):
-            return self.values() == other
+            return bool(self.values() == other)
         if isinstance(other, Mapping):
             return dict(self.items()) == dict(other)
         return NotImplemented

@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ._context import pop_transaction, push_transaction, transaction_stack
 from ._exceptions import InterfaceError, Rollback
@@ -91,6 +91,7 @@ class Transaction:
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             async with self._copy():
                 return await func(*args, **kwargs)
+            return cast(R, None)  # the function raised Rollback: rolled back quietly
 
         return wrapper
 

@@ -19,6 +19,7 @@ class DatabaseURL:
     """
 
     __slots__ = ("_components", "_url")
+    _url: str
 
     def __init__(self, url: str | DatabaseURL) -> None:
         if isinstance(url, DatabaseURL):

@@ -99,7 +99,11 @@ async def items(db: Database, backend: str) -> str:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" and report.passed:
         for name in BACKENDS:
-            if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid or f"-{name}-" in report.nodeid:
+            if (
+                f"[{name}" in report.nodeid
+                or f"-{name}]" in report.nodeid
+                or f"-{name}-" in report.nodeid
+            ):
                 _passed[name] += 1
 
 
@@ -111,4 +115,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"FAILED: no test passed on backend(s): {', '.join(idle)}", red=True)
+            reporter.write_line(
+                f"FAILED: no test passed on backend(s): {', '.join(idle)}", red=True
+            )

@@ -102,7 +102,9 @@ class Backend(Protocol):
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         """Run a statement once per parameter set."""
 
-    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+    async def fetch(
+        self, raw: Any, sql: str, args: Sequence[Any]
+    ) -> tuple[list[str], list[RawRow]]:
         """Run a query and return its column names and all its rows."""
 
     def stream(

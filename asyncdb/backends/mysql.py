@@ -75,7 +75,9 @@ class MySQLBackend:
         async with raw.cursor(self._cursor) as cursor:
             await cursor.executemany(sql, [tuple(a) for a in args])
 
-    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+    async def fetch(
+        self, raw: Any, sql: str, args: Sequence[Any]
+    ) -> tuple[list[str], list[RawRow]]:
         async with raw.cursor(self._cursor) as cursor:
             await cursor.execute(sql, tuple(args))
             rows = await cursor.fetchall()
@@ -96,7 +98,9 @@ class MySQLBackend:
         if options.isolation:
             level = isolation_sql(options.isolation, _ISOLATION, self.name)
             statements.append("SET TRANSACTION ISOLATION LEVEL " + level)
-        statements.append("START TRANSACTION READ ONLY" if options.readonly else "START TRANSACTION")
+        statements.append(
+            "START TRANSACTION READ ONLY" if options.readonly else "START TRANSACTION"
+        )
         return statements
 
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
@@ -163,5 +167,7 @@ def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]
         if not isinstance(ssl, str | bool) or parse_bool(ssl):
             import ssl as ssl_module
 
-            kwargs["ssl"] = ssl if not isinstance(ssl, str | bool) else ssl_module.create_default_context()
+            kwargs["ssl"] = (
+                ssl if not isinstance(ssl, str | bool) else ssl_module.create_default_context()
+            )
     return {k: v for k, v in kwargs.items() if v is not None}

@@ -40,7 +40,7 @@ class PostgresBackend:
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
         self._asyncpg = import_driver("asyncpg", "postgresql")
         self.url = url
-        self.dialect = sa_asyncpg.dialect()
+        self.dialect = sa_asyncpg.dialect()  # type: ignore[no-untyped-call]
         self._connect_kwargs = _connect_kwargs(url, options)
 
     async def connect(self) -> Any:
@@ -76,7 +76,9 @@ class PostgresBackend:
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         await raw.executemany(sql, args)
 
-    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+    async def fetch(
+        self, raw: Any, sql: str, args: Sequence[Any]
+    ) -> tuple[list[str], list[RawRow]]:
         stmt = await raw.prepare(sql) if not args else None
         if stmt is not None:
             rows = await stmt.fetch()

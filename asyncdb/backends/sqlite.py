@@ -93,7 +93,9 @@ class SQLiteBackend:
         conn = raw._conn
         await raw._execute(lambda: conn.executemany(sql, args).close())
 
-    async def fetch(self, raw: Any, sql: str, args: Sequence[Any]) -> tuple[list[str], list[RawRow]]:
+    async def fetch(
+        self, raw: Any, sql: str, args: Sequence[Any]
+    ) -> tuple[list[str], list[RawRow]]:
         conn = raw._conn
 
         def run() -> tuple[list[str], list[RawRow]]:
@@ -104,7 +106,8 @@ class SQLiteBackend:
             finally:
                 cursor.close()
 
-        return await raw._execute(run)
+        result: tuple[list[str], list[RawRow]] = await raw._execute(run)
+        return result
 
     async def stream(
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
@@ -139,7 +142,9 @@ class SQLiteBackend:
         code = getattr(exc, "sqlite_errorcode", None)
         # SQLite may roll a transaction back on its own after BUSY, FULL, IOERR, NOMEM or
         # INTERRUPT; the only way to know is to ask whether autocommit is back on.
-        lost = raw is not None and raw._connection is not None and not raw._connection.in_transaction
+        lost = (
+            raw is not None and raw._connection is not None and not raw._connection.in_transaction
+        )
         scope = ErrorScope.TRANSACTION if lost else ErrorScope.STATEMENT
         if any(t in text for t in _CLOSED_TEXTS):
             return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, code=code)

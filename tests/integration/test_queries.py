@@ -14,7 +14,9 @@ from asyncdb import Database, IntegrityError, ProgrammingError, Record
 
 
 async def test_execute_fetch_methods(db: Database, items: str, backend: str) -> None:
-    await db.execute("INSERT INTO items (name, value) VALUES (:name, :value)", {"name": "a", "value": 1})
+    await db.execute(
+        "INSERT INTO items (name, value) VALUES (:name, :value)", {"name": "a", "value": 1}
+    )
     await db.execute_many(
         "INSERT INTO items (name, value) VALUES (:name, :value)",
         [{"name": "b", "value": 2}, {"name": "c", "value": 3}],
@@ -130,12 +132,17 @@ async def test_core_round_trip_with_typed_columns(db: Database, notes_table: sa.
         assert await db.fetch_val(sa.select(notes.c.text).where(notes.c.id == wanted)) == (
             "two" if wanted == 2 else "three"
         )
-    in_list = await db.fetch_all(sa.select(notes.c.id).where(notes.c.id.in_([1, 3])).order_by(notes.c.id))
+    in_list = await db.fetch_all(
+        sa.select(notes.c.id).where(notes.c.id.in_([1, 3])).order_by(notes.c.id)
+    )
     assert [r.id for r in in_list] == [1, 3]
 
     await db.execute(notes.update().where(notes.c.id == 2).values(text="deux"))
     await db.execute(notes.delete().where(notes.c.id == 3))
-    assert [r.text for r in await db.fetch_all(sa.select(notes).order_by(notes.c.id))] == ["hello", "deux"]
+    assert [r.text for r in await db.fetch_all(sa.select(notes).order_by(notes.c.id))] == [
+        "hello",
+        "deux",
+    ]
     streamed = [r async for r in db.iterate(sa.select(notes).order_by(notes.c.id))]
     assert streamed[0]["data"] == {"a": [1, 2]} and streamed[0]["created"] == when
     assert await db.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 2
@@ -174,7 +181,8 @@ async def test_iterate_streams_100k_rows(db: Database, items: str, backend: str)
 
 async def test_break_out_of_iterate_then_query(db: Database, items: str) -> None:
     await db.execute_many(
-        "INSERT INTO items (name, value) VALUES (:n, :v)", [{"n": f"i{i}", "v": i} for i in range(50)]
+        "INSERT INTO items (name, value) VALUES (:n, :v)",
+        [{"n": f"i{i}", "v": i} for i in range(50)],
     )
     async with db.connection() as conn:
         async for row in conn.iterate("SELECT value FROM items ORDER BY value"):

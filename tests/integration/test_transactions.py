@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from asyncdb import Database, InterfaceError, Rollback, Transaction
+from asyncdb import Connection, Database, InterfaceError, Rollback, Transaction
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,8 +92,8 @@ async def test_manual_transaction_and_out_of_order_end(db: Database, items: str)
 
 
 async def test_handed_over_connection_joins_parent_transaction(db: Database, items: str) -> None:
-    async def child_on(conn: object) -> None:
-        await conn.execute("INSERT INTO items (name) VALUES ('via-parent')")  # type: ignore[attr-defined]
+    async def child_on(conn: Connection) -> None:
+        await conn.execute("INSERT INTO items (name) VALUES ('via-parent')")
 
     async def plain_child() -> int:
         # its own connection: it cannot see the parent's uncommitted row
@@ -111,9 +111,9 @@ async def test_handed_over_connection_joins_parent_transaction(db: Database, ite
 
 
 async def test_handed_over_connection_rolls_back_with_parent(db: Database, items: str) -> None:
-    async def child(conn: object) -> None:
-        async with conn.transaction():  # type: ignore[attr-defined]  # a savepoint
-            await conn.execute("INSERT INTO items (name) VALUES ('child')")  # type: ignore[attr-defined]
+    async def child(conn: Connection) -> None:
+        async with conn.transaction():  # a savepoint
+            await conn.execute("INSERT INTO items (name) VALUES ('child')")
 
     async with db.connection() as conn:
         async with conn.transaction():
@@ -122,10 +122,14 @@ async def test_handed_over_connection_rolls_back_with_parent(db: Database, items
     assert await count(db) == 0
 
 
-async def test_concurrent_children_on_handed_connection_are_serialized(db: Database, items: str) -> None:
-    async def child(conn: object, i: int) -> None:
-        async with conn.transaction():  # type: ignore[attr-defined]
-            await conn.execute("INSERT INTO items (name, value) VALUES (:n, :v)", {"n": f"c{i}", "v": i})  # type: ignore[attr-defined]
+async def test_concurrent_children_on_handed_connection_are_serialized(
+    db: Database, items: str
+) -> None:
+    async def child(conn: Connection, i: int) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO items (name, value) VALUES (:n, :v)", {"n": f"c{i}", "v": i}
+            )
             await asyncio.sleep(0.001)
             if i % 2:
                 raise Rollback
@@ -178,6 +182,7 @@ async def test_10000_short_tasks_leave_nothing_checked_out(db: Database, items: 
 async def test_connection_is_released_when_task_is_done_not_at_gc(db: Database) -> None:
     gc.disable()
     try:
+
         async def use() -> None:
             await db.fetch_val("SELECT 1")
             assert db.pool_stats()["in_use"] == 0
@@ -194,7 +199,9 @@ async def test_force_rollback_leaves_nothing_behind(db_url: str, items: str, db:
 
         @test_db.transaction()
         async def work(i: int) -> None:
-            await test_db.execute("INSERT INTO items (name, value) VALUES (:n, :v)", {"n": f"f{i}", "v": i})
+            await test_db.execute(
+                "INSERT INTO items (name, value) VALUES (:n, :v)", {"n": f"f{i}", "v": i}
+            )
             if i == 3:
                 raise RuntimeError
 

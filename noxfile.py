@@ -1,0 +1,70 @@
+"""Developer sessions: `nox -s tests lint typecheck demo bench`.
+
+`tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh); it is
+what scripts/test.sh runs, inside a nox virtualenv instead of .venv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _server_env() -> dict[str, str]:
+    out = subprocess.run(
+        ["bash", "scripts/servers.sh", "start"], check=True, capture_output=True, text=True
+    ).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value
+    return env
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite on PostgreSQL, MariaDB and SQLite (servers started and stopped here)."""
+    session.install("-e", ".[all,test]")
+    env = _server_env()
+    env["ASYNCDB_REQUIRE_ALL_BACKENDS"] = "1"
+    try:
+        session.run("pytest", *session.posargs, env=env)
+    finally:
+        if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
+            subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "asyncdb", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "asyncdb")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[all]", "mypy>=1.10")
+    session.run("mypy", "asyncdb")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The SQLite tour (no server)."""
+    session.install("-e", ".[sqlite]")
+    session.run("python", "-m", "asyncdb.demo")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the raw drivers and the peers (see benchmarks/README.md)."""
+    session.install("-e", ".[all]", "databases", "sqlalchemy[asyncio]")
+    env = _server_env()
+    session.run("python", "-m", "benchmarks.run", *session.posargs, env=env)
