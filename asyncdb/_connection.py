@@ -18,21 +18,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compile import Compiler, Query
 from ._context import transaction_stack
+from ._errors import driver_error
 from ._exceptions import (
     CommitOutcomeUnknownError,
-    ConflictError,
     DatabaseError,
-    DataError,
     DisconnectionError,
-    IntegrityError,
     InterfaceError,
-    OperationalError,
     ProgrammingError,
     TransactionAbortedError,
 )
 from ._pool import CLIENT_EXCEPTIONS, Pool, PooledConnection
 from ._records import Record
-from .backends.base import Backend, ErrorKind, ErrorScope, Failure, TransactionOptions
+from .backends.base import Backend, ErrorKind, ErrorScope, TransactionOptions
 
 if TYPE_CHECKING:
     from ._transaction import Transaction
@@ -42,16 +39,6 @@ __all__ = ["Connection"]
 logger = logging.getLogger("asyncdb.query")
 T = TypeVar("T")
 
-_ERROR_CLASSES: dict[ErrorKind, type[DatabaseError]] = {
-    ErrorKind.DISCONNECT: DisconnectionError,
-    ErrorKind.CONFLICT: ConflictError,
-    ErrorKind.ABORTED: TransactionAbortedError,
-    ErrorKind.INTEGRITY: IntegrityError,
-    ErrorKind.PROGRAMMING: ProgrammingError,
-    ErrorKind.DATA: DataError,
-    ErrorKind.OPERATIONAL: OperationalError,
-    ErrorKind.INTERFACE: InterfaceError,
-}
 _savepoint_ids = itertools.count(1)
 _ITERATE_BATCH = 1000
 _SAME_TASK_WAIT = 2.0
@@ -96,17 +83,17 @@ class Connection:
         self._users -= 1
         self._maybe_release()
 
-    async def _ensure_raw(self) -> PooledConnection:
+    async def _ensure_raw(self, reconnect: str | None = None) -> PooledConnection:
         if self._pooled is not None:
             return self._pooled
         async with self._lock:
-            return await self._ensure_raw_locked()
+            return await self._ensure_raw_locked(reconnect)
 
-    async def _ensure_raw_locked(self) -> PooledConnection:
+    async def _ensure_raw_locked(self, reconnect: str | None = None) -> PooledConnection:
         if self._pooled is None:
             if self._levels:
                 raise self._refusal()  # the transaction's connection is gone: no silent reconnect
-            self._pooled = await self._pool.acquire()
+            self._pooled = await self._pool.acquire(reconnect)
         return self._pooled
 
     async def _lock_for(self, task: asyncio.Task[Any] | None) -> None:
@@ -221,14 +208,16 @@ class Connection:
 
         return Transaction(lambda: self, force_rollback=force_rollback, **options)
 
-    async def _begin(self, tx: Transaction, options: TransactionOptions, owns_turn: bool) -> int:
+    async def _begin(
+        self, tx: Transaction, options: TransactionOptions, owns_turn: bool, reconnect: str | None
+    ) -> int:
         """Open a transaction level for `tx`; return its depth (1 = outermost)."""
         if owns_turn:
             await self._turn.acquire()
             self._turn_owner = tx
         self._users += 1
         try:
-            await self._ensure_raw()
+            await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
                 statements = [f"SAVEPOINT {name}"]
@@ -364,23 +353,12 @@ class Connection:
                 self._invalidate()
                 self._fail(ErrorScope.TRANSACTION, exc)
             return exc
-        error = self._wrap(failure, exc)
+        error = driver_error(self._backend, failure, exc)
         if failure.kind is ErrorKind.DISCONNECT:
             self._invalidate()
         if failure.scope is not ErrorScope.STATEMENT:
             self._fail(failure.scope, error)
         return error
-
-    def _wrap(self, failure: Failure, exc: BaseException) -> DatabaseError:
-        cls = _ERROR_CLASSES[failure.kind]
-        message = f"{self._backend.name}: {exc}" if str(exc) else f"{self._backend.name}: {exc!r}"
-        return cls(
-            message,
-            orig=exc,
-            backend=self._backend.name,
-            sqlstate=failure.sqlstate,
-            code=failure.code,
-        )
 
     def _fail(self, scope: ErrorScope, error: BaseException) -> None:
         if not self._levels:

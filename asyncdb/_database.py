@@ -20,13 +20,15 @@ from .backends._common import parse_bool
 
 __all__ = ["Database"]
 
-_POOL_OPTIONS = {
-    "min_size": int,
-    "max_size": int,
-    "acquire_timeout": float,
-    "max_lifetime": float,
-    "pre_ping": float,
-}
+_POOL_OPTIONS = (
+    "min_size",
+    "max_size",
+    "acquire_timeout",
+    "max_lifetime",
+    "pre_ping",
+    "reconnect",
+    "reconnect_timeout",
+)
 
 
 class Database:
@@ -153,8 +155,13 @@ class Database:
 
     def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
         """A transaction on the calling task's connection (resolved when it starts, so one
-        decorated function can serve many concurrent tasks). Options: `isolation`
-        (e.g. "serializable"), `readonly`; `force_rollback=True` always rolls back."""
+        decorated function can serve many concurrent tasks).
+
+        Options: `isolation` (e.g. "serializable"), `readonly`; `force_rollback=True` always
+        rolls back; `reconnect` ("fail_fast" or "backoff") overrides the database's mode for
+        this transaction's checkout; `retry` (a number of attempts or an `asyncdb.Retry`),
+        decorator form only, re-runs the function after a ConflictError or a disconnect that
+        happened before COMMIT was sent, never after CommitOutcomeUnknownError."""
         return Transaction(self.connection, force_rollback=force_rollback, **options)
 
     def pool_stats(self) -> dict[str, int]:
@@ -216,25 +223,33 @@ class Database:
 def _pool_options(given: dict[str, Any], backend: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, value in given.items():
-        if name == "pre_ping":
-            if value is None or value is False or str(value).lower() in ("false", "off", "no"):
-                options["pre_ping_idle"] = None
-                continue
-            value = 0.0 if value is True or str(value).lower() in ("true", "on", "yes") else value
-            name = "pre_ping_idle"
-        try:
-            options[name] = (
-                float(value) if name != "min_size" and name != "max_size" else int(value)
-            )
-        except (TypeError, ValueError):
-            raise InterfaceError(
-                f"database option {name} must be a number, got {value!r}"
-            ) from None
+        if name == "reconnect":
+            options[name] = str(value)
+        elif name == "pre_ping":
+            options["pre_ping_idle"] = _pre_ping(value)
+        elif name in ("min_size", "max_size"):
+            options[name] = _number(name, value, int)
+        else:
+            options[name] = _number(name, value, float)
     if getattr(backend, "is_memory", False):
         # One in-memory database lives in one connection: every task shares it, and it is
         # never closed while the Database is connected.
         options.update(min_size=1, max_size=1, max_lifetime=None, pre_ping_idle=None)
     else:
         options.setdefault("min_size", 1)
-    _ = parse_bool
     return options
+
+
+def _pre_ping(value: Any) -> float | None:
+    """`pre_ping=False` turns it off, `True` pings on every checkout, a number is the idle
+    time in seconds after which a connection is pinged before use."""
+    if isinstance(value, bool) or str(value).lower() in ("true", "false", "yes", "no", "on", "off"):
+        return 0.0 if parse_bool(value) else None
+    return float(_number("pre_ping", value, float))
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InterfaceError(f"database option {name} must be a number, got {value!r}") from None

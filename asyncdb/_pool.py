@@ -18,10 +18,16 @@ import time
 import weakref
 from typing import Any
 
+from ._backoff import Backoff
+from ._errors import driver_error
 from ._exceptions import InterfaceError, PoolTimeout
-from .backends.base import Backend
+from .backends.base import Backend, ErrorKind, ErrorScope, Failure
 
-__all__ = ["CLIENT_EXCEPTIONS", "Pool", "PooledConnection", "fork_generation"]
+__all__ = ["CLIENT_EXCEPTIONS", "RECONNECT_MODES", "Pool", "PooledConnection", "fork_generation"]
+
+# fail_fast: one connect attempt, then the error (web requests). backoff: keep trying with
+# exponential back-off and jitter until reconnect_timeout (scripts and workers).
+RECONNECT_MODES = ("fail_fast", "backoff")
 
 logger = logging.getLogger("asyncdb.pool")
 
@@ -76,6 +82,8 @@ class Pool:
         acquire_timeout: float | None = 30.0,
         max_lifetime: float | None = 3600.0,
         pre_ping_idle: float | None = 5.0,
+        reconnect: str = "fail_fast",
+        reconnect_timeout: float = 30.0,
     ) -> None:
         if max_size < 1:
             raise InterfaceError(f"max_size must be at least 1, got {max_size}")
@@ -90,6 +98,12 @@ class Pool:
         self.acquire_timeout = acquire_timeout
         self.max_lifetime = max_lifetime
         self.pre_ping_idle = pre_ping_idle
+        if reconnect not in RECONNECT_MODES:
+            raise InterfaceError(
+                f"reconnect must be one of {', '.join(RECONNECT_MODES)}, got {reconnect!r}"
+            )
+        self.reconnect = reconnect
+        self.reconnect_timeout = reconnect_timeout
         self._idle: collections.deque[PooledConnection] = collections.deque()
         self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
@@ -104,7 +118,7 @@ class Pool:
         return f"<Pool {self.name} {self.backend.name} size={self._size}/{self.max_size}>"
 
     async def open(self) -> None:
-        """Open `min_size` connections; the first connect error is raised as it is."""
+        """Open `min_size` connections; a connect error is raised as an asyncdb error."""
         self._check_fork()
         while self._size < self.min_size:
             self._size += 1
@@ -114,8 +128,10 @@ class Pool:
                 self._size -= 1
                 raise
 
-    async def acquire(self) -> PooledConnection:
-        """Take a connection, waiting in line for one if the pool is at its size."""
+    async def acquire(self, reconnect: str | None = None) -> PooledConnection:
+        """Take a connection, waiting in line for one if the pool is at its size.
+
+        `reconnect` overrides the pool's mode for the connections this call has to open."""
         self._check_fork()
         if self._closed:
             raise InterfaceError(f"{self.name} is closed")
@@ -128,7 +144,7 @@ class Pool:
                 conn = None
             else:
                 conn = await self._wait()
-            conn = await self._check_out(conn)
+            conn = await self._check_out(conn, reconnect or self.reconnect)
             if conn is not None:
                 self._in_use.add(conn)
                 return conn
@@ -198,23 +214,25 @@ class Pool:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    async def _check_out(self, conn: PooledConnection | None) -> PooledConnection | None:
+    async def _check_out(
+        self, conn: PooledConnection | None, reconnect: str
+    ) -> PooledConnection | None:
         """Make a connection fit for use: open one for a free slot, recycle an old one,
         pre-ping one that sat idle. Returns None when the caller should try again."""
         try:
             if conn is None:
-                return await self._connect()
+                return await self._connect(reconnect)
             now = time.monotonic()
             if self.max_lifetime is not None and now - conn.created > self.max_lifetime:
                 self._drop(conn, invalidated=False)
                 self._size += 1
-                return await self._connect()
+                return await self._connect(reconnect)
             if self.backend.is_closed(conn.raw):
                 self._drop(conn)
                 self._size += 1
-                return await self._connect()
+                return await self._connect(reconnect)
             if self.pre_ping_idle is not None and now - conn.last_used > self.pre_ping_idle:
-                await self._ping_or_replace(conn)
+                await self._ping_or_replace(conn, reconnect)
             return conn
         except BaseException:
             if conn is not None:
@@ -223,23 +241,41 @@ class Pool:
             self._grant(None)
             raise
 
-    async def _ping_or_replace(self, conn: PooledConnection) -> None:
+    async def _ping_or_replace(self, conn: PooledConnection, reconnect: str) -> None:
         try:
             await self.backend.ping(conn.raw)
         except Exception as exc:
             failure = self.backend.classify(exc, conn.raw)
-            if failure is None or failure.kind.value != "disconnect":
+            if failure is None or failure.kind is not ErrorKind.DISCONNECT:
                 raise
             logger.info("%s: pre-ping found a dead connection; reconnecting", self.name)
             self.backend.terminate(conn.raw)
             self._stats["invalidated"] += 1
-            fresh = await self._connect()
+            fresh = await self._connect(reconnect)
             conn.raw, conn.created = fresh.raw, fresh.created
 
-    async def _connect(self) -> PooledConnection:
-        raw = await self.backend.connect()
-        self._stats["created"] += 1
-        return PooledConnection(raw, self.max_lifetime)
+    async def _connect(self, reconnect: str | None = None) -> PooledConnection:
+        backoff = None
+        if (reconnect or self.reconnect) == "backoff":
+            backoff = Backoff(self.reconnect_timeout)
+        while True:
+            try:
+                raw = await self.backend.connect()
+            except Exception as exc:
+                failure = self.backend.classify(exc, None)
+                if failure is None:
+                    failure = Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION)
+                error = driver_error(self.backend, failure, exc)
+                delay = backoff.next_delay() if backoff is not None else None
+                if failure.kind is not ErrorKind.DISCONNECT or delay is None:
+                    raise error from exc
+                logger.warning(
+                    "%s: cannot connect (%s); retrying in %.2fs", self.name, error, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._stats["created"] += 1
+            return PooledConnection(raw, self.max_lifetime)
 
     def _grant(self, conn: PooledConnection | None) -> None:
         """Hand a connection (or, with None, a free slot) to the first live waiter."""

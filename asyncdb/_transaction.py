@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from ._backoff import Retry
 from ._context import pop_transaction, push_transaction, transaction_stack
-from ._exceptions import InterfaceError, Rollback
+from ._exceptions import (
+    CommitOutcomeUnknownError,
+    ConflictError,
+    DisconnectionError,
+    InterfaceError,
+    Rollback,
+)
+from ._pool import RECONNECT_MODES
 from .backends.base import TransactionOptions
 
 if TYPE_CHECKING:
     from ._connection import Connection
 
 __all__ = ["Transaction"]
+
+logger = logging.getLogger("asyncdb")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,10 +56,18 @@ class Transaction:
         force_rollback: bool = False,
         isolation: str | None = None,
         readonly: bool = False,
+        retry: int | Retry | None = None,
+        reconnect: str | None = None,
     ) -> None:
         self._get_connection = connection
         self._force_rollback = force_rollback
         self._options = TransactionOptions(isolation=isolation, readonly=readonly)
+        self._retry = Retry(attempts=retry) if isinstance(retry, int) else retry
+        if reconnect is not None and reconnect not in RECONNECT_MODES:
+            raise InterfaceError(
+                f"reconnect must be one of {', '.join(RECONNECT_MODES)}, got {reconnect!r}"
+            )
+        self._reconnect = reconnect
         self._connection: Connection | None = None
         self._depth = 0
         # force_rollback's outer transaction belongs to no context: tasks' transactions
@@ -65,6 +85,10 @@ class Transaction:
     # -- the three ways to use it ------------------------------------------------------------
 
     async def __aenter__(self) -> Transaction:
+        if self._retry is not None:
+            raise InterfaceError(
+                "retry= needs the decorator form: a block cannot be run again, a function can"
+            )
         return await self.start()
 
     async def __aexit__(
@@ -89,19 +113,47 @@ class Transaction:
 
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            async with self._copy():
-                return await func(*args, **kwargs)
-            return cast(R, None)  # the function raised Rollback: rolled back quietly
+            if self._retry is None or transaction_stack(self._get_connection()):
+                # Nested in an outer transaction, a conflict or disconnect loses the outer
+                # one too: only whoever owns the outermost transaction may retry.
+                return await self._run_once(func, *args, **kwargs)
+            return await self._run_with_retry(self._retry, func, *args, **kwargs)
 
         return wrapper
 
+    async def _run_once(self, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        async with self._copy():
+            return await func(*args, **kwargs)
+        return cast(R, None)  # the function raised Rollback: rolled back quietly
+
+    async def _run_with_retry(
+        self, retry: Retry, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any
+    ) -> R:
+        attempt = 1
+        while True:
+            try:
+                return await self._run_once(func, *args, **kwargs)
+            except CommitOutcomeUnknownError:
+                raise  # it may have committed: running it again could do it twice
+            except (ConflictError, DisconnectionError) as exc:
+                if attempt >= retry.attempts:
+                    raise
+                delay = retry.delay(attempt)
+                logger.info(
+                    "transaction attempt %d failed (%s); retry in %.3fs", attempt, exc, delay
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
     def _copy(self) -> Transaction:
-        return Transaction(
+        copy = Transaction(
             self._get_connection,
             force_rollback=self._force_rollback,
             isolation=self._options.isolation,
             readonly=self._options.readonly,
+            reconnect=self._reconnect,
         )
+        return copy
 
     # -- manual control ------------------------------------------------------------------
 
@@ -114,12 +166,12 @@ class Transaction:
         if stack and (self._options.isolation or self._options.readonly):
             raise InterfaceError("isolation and readonly apply to the outermost transaction only")
         if self._detached:
-            self._depth = await connection._begin(self, self._options, owns_turn=False)
+            self._depth = await connection._begin(self, self._options, False, self._reconnect)
             self._connection = connection
             return self
         push_transaction(connection, self)
         try:
-            self._depth = await connection._begin(self, self._options, owns_turn=not stack)
+            self._depth = await connection._begin(self, self._options, not stack, self._reconnect)
         except BaseException:
             pop_transaction(connection, self)
             raise

@@ -16,8 +16,9 @@ __all__ = ["MySQLBackend"]
 _ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommitted")
 
 # Client and server codes after which the connection cannot be used (SQLAlchemy's list plus
-# 1053 server shutdown): server gone, lost during query, out of sync, killed, idle timeout.
-_DISCONNECT_CODES = frozenset({1053, 1927, 2006, 2013, 2014, 2045, 2055, 4031})
+# 1053 server shutdown): server gone, lost during query, out of sync, killed, idle timeout;
+# and 2002/2003, cannot connect at all.
+_DISCONNECT_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2014, 2045, 2055, 4031})
 # 1213 deadlock: InnoDB rolled back the whole transaction. 1205 lock wait timeout undoes only
 # the statement unless innodb_rollback_on_timeout is on; we cannot see that setting for free,
 # so it is treated as losing the transaction too (the safe side).
