@@ -5,6 +5,7 @@ immutable values, and every driver error is classified so that a dead connection
 reused and a failed transaction is never half-committed.
 """
 
+from ._backoff import Retry
 from ._connection import Connection
 from ._database import Database
 from ._exceptions import (
@@ -40,6 +41,7 @@ __all__ = [
     "PoolTimeout",
     "ProgrammingError",
     "Record",
+    "Retry",
     "Rollback",
     "Transaction",
     "TransactionAbortedError",
