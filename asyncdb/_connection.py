@@ -255,10 +255,7 @@ class Connection:
         try:
             if commit and failed is not None and failed[0] <= depth:
                 await self._rollback_level(depth, name)
-                raise TransactionAbortedError(
-                    "cannot commit: a statement failed earlier in this transaction, so it was "
-                    "rolled back instead"
-                ) from failed[1]
+                raise self._refusal(committing=True)
             if commit:
                 await self._commit_level(depth, name)
             else:
@@ -367,20 +364,25 @@ class Connection:
         if self._failed is None or level < self._failed[0]:
             self._failed = (level, error)
 
-    def _refusal(self) -> DatabaseError:
+    def _refusal(self, *, committing: bool = False) -> DatabaseError:
+        """The error for a statement (or COMMIT) in a transaction that has failed."""
         cause = self._failed[1] if self._failed is not None else None
-        if isinstance(cause, DisconnectionError) or not isinstance(cause, Exception):
-            error: DatabaseError = DisconnectionError(
+        lost = isinstance(cause, DisconnectionError) or not isinstance(cause, Exception)
+        if committing:
+            what = "cannot commit: the connection was lost" if lost else "cannot commit"
+            message = f"{what}; an earlier statement failed, so the transaction was rolled back"
+        elif lost:
+            message = (
                 "the connection of this transaction was lost or interrupted; leave the "
-                "transaction block (or roll it back) before running more statements",
-                backend=self._backend.name,
+                "transaction block (or roll it back) before running more statements"
             )
         else:
-            error = TransactionAbortedError(
+            message = (
                 "the transaction is in an error state after an earlier failed statement; "
-                "roll it back (or back to its savepoint) before running more statements",
-                backend=self._backend.name,
+                "roll it back (or back to its savepoint) before running more statements"
             )
+        cls = DisconnectionError if lost else TransactionAbortedError
+        error = cls(message, backend=self._backend.name)
         error.__cause__ = cause
         return error
 

@@ -208,7 +208,10 @@ class Pool:
         except BaseException:
             # Served just as we were cancelled: pass the connection (or slot) on.
             if waiter.done() and not waiter.cancelled():
-                self._grant(waiter.result())
+                served = waiter.result()
+                if served is None:
+                    self._size -= 1  # give back the slot reserved for us
+                self._grant(served)
             raise
         finally:
             if waiter in self._waiters:
@@ -260,7 +263,7 @@ class Pool:
             backoff = Backoff(self.reconnect_timeout)
         while True:
             try:
-                raw = await self.backend.connect()
+                raw = await self._connect_shielded()
             except Exception as exc:
                 failure = self.backend.classify(exc, None)
                 if failure is None:
@@ -277,11 +280,34 @@ class Pool:
             self._stats["created"] += 1
             return PooledConnection(raw, self.max_lifetime)
 
+    async def _connect_shielded(self) -> Any:
+        """Connect; if the caller is cancelled meanwhile, let the handshake finish (drivers
+        leave half-done handshakes behind badly) and keep the connection for the pool."""
+        attempt = asyncio.ensure_future(self.backend.connect())
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(self._adopt)
+            raise
+
+    def _adopt(self, attempt: asyncio.Future[Any]) -> None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        self._stats["created"] += 1
+        conn = PooledConnection(attempt.result(), self.max_lifetime)
+        if self._closed or self._size >= self.max_size or conn.generation != self._generation:
+            self.backend.terminate(conn.raw)
+            return
+        self._size += 1
+        self._grant(conn)
+
     def _grant(self, conn: PooledConnection | None) -> None:
         """Hand a connection (or, with None, a free slot) to the first live waiter."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                if conn is None:
+                    self._size += 1  # the slot is reserved for that waiter's connect
                 waiter.set_result(conn)
                 return
         if conn is not None:

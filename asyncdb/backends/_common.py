@@ -9,7 +9,7 @@ from typing import Any
 
 from .._exceptions import InterfaceError
 
-__all__ = ["import_driver", "isolation_sql", "parse_bool"]
+__all__ = ["detach_transport", "import_driver", "isolation_sql", "parse_bool"]
 
 
 def import_driver(module: str, extra: str) -> ModuleType:
@@ -44,3 +44,18 @@ def parse_bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise InterfaceError(f"expected a boolean option value, got {value!r}")
+
+
+def detach_transport(transport: Any) -> None:
+    """Make an asyncio transport inherited across fork() inert.
+
+    The socket and the event loop's epoll set are shared with the parent process: a close,
+    an abort or a finalizer in the child would unregister the socket from the parent's epoll
+    set (or send bytes on it). Marking the transport closing and lost makes all of those
+    return early; the child only ever closes its copy of the file descriptor.
+    """
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    for layer in (transport, inner):
+        if layer is not None:
+            layer._closing = True
+            layer._conn_lost = max(1, getattr(layer, "_conn_lost", 0) or 0)

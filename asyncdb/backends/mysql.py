@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
 
 from .._url import DatabaseURL
-from ._common import import_driver, isolation_sql, parse_bool
+from ._common import detach_transport, import_driver, isolation_sql, parse_bool
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
 
 __all__ = ["MySQLBackend"]
@@ -50,10 +50,9 @@ class MySQLBackend:
         raw.close()
 
     def abandon(self, raw: Any) -> None:
-        # Forget the stream without closing it: closing would unregister the socket from the
-        # event loop's epoll set, which the forked child shares with its parent.
-        raw._writer = None
-        raw._reader = None
+        writer = raw._writer
+        if writer is not None:
+            detach_transport(writer.transport)
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)
@@ -88,11 +87,15 @@ class MySQLBackend:
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
     ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
         # An unbuffered cursor: rows are read off the socket as they are asked for.
-        async with raw.cursor(self._stream_cursor) as cursor:
+        cursor = await raw.cursor(self._stream_cursor)
+        try:
             await cursor.execute(sql, tuple(args))
             columns = _columns(cursor)
             while rows := await cursor.fetchmany(batch):
                 yield columns, list(rows)
+        finally:
+            if not raw.closed:  # closing reads the rest of the result off a live line only
+                await cursor.close()
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:
         statements = []

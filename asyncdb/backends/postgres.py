@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
 
 from .._url import DatabaseURL
-from ._common import import_driver, isolation_sql, parse_bool
+from ._common import detach_transport, import_driver, isolation_sql, parse_bool
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
 
 __all__ = ["PostgresBackend"]
@@ -59,6 +59,7 @@ class PostgresBackend:
         # mark the connection aborted so that nothing (not even its finalizer) sends
         # Terminate or unregisters the socket from the parent's loop.
         raw._aborted = True
+        detach_transport(getattr(raw, "_transport", None))
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.is_closed())

@@ -24,8 +24,14 @@ def test_exception_tree() -> None:
     assert issubclass(asyncdb.DisconnectionError, asyncdb.OperationalError)
     assert issubclass(asyncdb.ConflictError, asyncdb.OperationalError)
     assert issubclass(asyncdb.PoolTimeout, asyncdb.OperationalError)
-    for name in ("InterfaceError", "IntegrityError", "ProgrammingError", "DataError",
-                 "TransactionAbortedError", "OperationalError"):
+    for name in (
+        "InterfaceError",
+        "IntegrityError",
+        "ProgrammingError",
+        "DataError",
+        "TransactionAbortedError",
+        "OperationalError",
+    ):
         assert issubclass(getattr(asyncdb, name), asyncdb.DatabaseError)
     assert not issubclass(asyncdb.Rollback, asyncdb.DatabaseError)
 
