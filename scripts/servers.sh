@@ -113,7 +113,8 @@ start_postgres() {
             pid_alive "$pid" postgres && break
             sleep 0.2
         done
-        port=$(free_port "${PG_PORT:-55432}")
+        port=$(saved_port "$PG_DIR")
+        port=$(free_port "${port:-${PG_PORT:-55432}}")
         echo "$port" > "$PG_DIR/port"
         runuser -u postgres -- "$bindir/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
             -o "-p $port -c listen_addresses=127.0.0.1 -k $PG_DIR -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300" \
@@ -170,7 +171,8 @@ start_mysql() {
         port=$(saved_port "$MY_DIR")
         log "mariadb already running on $port"
     else
-        port=$(free_port "${MYSQL_PORT:-53306}")
+        port=$(saved_port "$MY_DIR")
+        port=$(free_port "${port:-${MYSQL_PORT:-53306}}")
         echo "$port" > "$MY_DIR/port"
         write_my_cnf "$port"
         if [ ! -d "$MY_DIR/data/mysql" ]; then

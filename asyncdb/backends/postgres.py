@@ -65,7 +65,7 @@ class PostgresBackend:
         return bool(raw.is_closed())
 
     async def ping(self, raw: Any) -> None:
-        await raw.execute(";")
+        await raw.execute("SELECT 1")  # simple protocol: one round trip
 
     async def command(self, raw: Any, sql: str) -> str | None:
         status: str = await raw.execute(sql)
@@ -120,6 +120,10 @@ class PostgresBackend:
         asyncpg = self._asyncpg
         if isinstance(exc, asyncpg.PostgresError):
             state = getattr(exc, "sqlstate", None) or ""
+            if isinstance(exc.__cause__, TypeError | ValueError | OverflowError):
+                # asyncpg could not encode an argument: raised before Bind, so the server
+                # saw nothing and the transaction is intact.
+                return Failure(ErrorKind.DATA, ErrorScope.STATEMENT, sqlstate=state or None)
             return Failure(_state_kind(state), _state_scope(state), sqlstate=state or None)
         closed = raw is not None and raw.is_closed()
         if isinstance(exc, asyncpg.InternalClientError | OSError) or closed:

@@ -50,7 +50,7 @@ class SQLiteBackend:
             self.path, isolation_level=None, timeout=self._busy_timeout
         )
         if not self.is_memory:
-            await raw.execute("PRAGMA journal_mode=WAL")
+            await self.command(raw, "PRAGMA journal_mode=WAL")  # closes its cursor: no lock held
         return raw
 
     async def close(self, raw: Any) -> None:

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import backends
 from proxy import TcpProxy
 
 from asyncdb import (
@@ -372,3 +373,34 @@ async def test_fork_in_the_middle_of_a_transaction(db: Database, items: str, bac
     assert await count(db, "name LIKE 'parent-%'") == 16
     assert await count(db, "name LIKE 'child-%'") == 8
     assert db.pool_stats()["in_use"] == 0
+
+
+@backends("sqlite")
+async def test_sqlite_cancelled_query_is_interrupted_not_waited_for(
+    db: Database, items: str
+) -> None:
+    slow = (
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100000000) "
+        "SELECT count(*) FROM s"
+    )
+
+    raws = []
+
+    async def in_transaction() -> None:
+        async with db.transaction():
+            await db.execute("INSERT INTO items (name) VALUES ('never')")
+            raws.append(db.connection().raw_connection)
+            await db.fetch_val(slow)
+
+    task = asyncio.create_task(in_transaction())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    started = asyncio.get_running_loop().time()
+    assert await db.fetch_val("SELECT count(*) FROM items") == 0
+    assert asyncio.get_running_loop().time() - started < 1.0
+    # the abandoned query was interrupted, not left running in aiosqlite's thread
+    await asyncio.to_thread(raws[0]._thread.join, 2.0)
+    assert not raws[0]._thread.is_alive()
+    assert db.pool_stats()["invalidated"] >= 1
