@@ -44,7 +44,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "asyncdb", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "asyncdb", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "asyncdb")
 
 

@@ -322,20 +322,36 @@ class Connection:
     ) -> T:
         if check_failed and self._failed is not None:
             raise self._refusal()
+        hooks = self._pool.hooks
+        observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         async with self._statement() as raw:
-            start = time.perf_counter()
+            if observed:
+                return await self._run_observed(raw, op, args)
             try:
-                result = await op(raw, *args)
+                return await op(raw, *args)
             except BaseException as exc:
                 raise self._on_error(exc) from exc
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %.3f ms %s",
-                    self._backend.name,
-                    (time.perf_counter() - start) * 1000,
-                    args[0],
-                )
-            return result
+
+    async def _run_observed(
+        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> T:
+        """`_run` with the query logged at DEBUG and the query hooks called."""
+        hooks, backend, sql = self._pool.hooks, self._backend.name, args[0]
+        hooks.emit("query_start", backend=backend, sql=sql)
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await op(raw, *args)
+        except BaseException as exc:
+            error = self._on_error(exc)
+            raise error from exc
+        finally:
+            duration = time.perf_counter() - start
+            shown = (
+                args[1] if self._pool.log_parameters and len(args) > 1 else "[parameters hidden]"
+            )
+            logger.debug("%s %.3f ms %s %s", backend, duration * 1000, sql, shown)
+            hooks.emit("query_end", backend=backend, sql=sql, duration=duration, error=error)
 
     def _statement(self) -> _Statement:
         return _Statement(self)
@@ -352,6 +368,7 @@ class Connection:
             return exc
         error = driver_error(self._backend, failure, exc)
         if failure.kind is ErrorKind.DISCONNECT:
+            self._pool.hooks.emit("disconnect_detected", backend=self._backend.name, error=error)
             self._invalidate()
         if failure.scope is not ErrorScope.STATEMENT:
             self._fail(failure.scope, error)

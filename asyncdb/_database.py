@@ -11,6 +11,7 @@ from typing import Any
 from ._compile import Compiler, Query
 from ._connection import Connection
 from ._exceptions import InterfaceError
+from ._hooks import Hook, Hooks
 from ._pool import Pool, fork_generation
 from ._records import Record
 from ._transaction import Transaction
@@ -48,19 +49,28 @@ class Database:
 
     Each task gets its own connection; `force_rollback=True` makes every task share one
     connection inside a transaction that is rolled back at `disconnect()` (for tests).
+    Queries are logged at DEBUG on the `asyncdb.query` logger, without their parameters
+    unless `log_parameters=True`; `add_hook()` registers callbacks for metrics and tracing.
     """
 
     def __init__(
-        self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any
+        self,
+        url: str | DatabaseURL,
+        *,
+        force_rollback: bool = False,
+        log_parameters: bool = False,
+        **options: Any,
     ) -> None:
         self.url = DatabaseURL(url)
         self._force_rollback = force_rollback
+        self._hooks = Hooks()
         merged: dict[str, Any] = {**self.url.options, **options}
         pool_options = {k: merged.pop(k) for k in list(merged) if k in _POOL_OPTIONS}
         self._backend = create_backend(self.url, merged)
         if merged:
             raise InterfaceError(f"unknown database options: {', '.join(sorted(merged))}")
         self._pool_options = _pool_options(pool_options, self._backend)
+        self._pool_options.update(hooks=self._hooks, log_parameters=log_parameters)
         self._compiler = Compiler(self._backend.dialect)
         self._pool: Pool | None = None
         self._connections: weakref.WeakKeyDictionary[asyncio.Task[Any], Connection] = (
@@ -163,6 +173,14 @@ class Database:
         decorator form only, re-runs the function after a ConflictError or a disconnect that
         happened before COMMIT was sent, never after CommitOutcomeUnknownError."""
         return Transaction(self.connection, force_rollback=force_rollback, **options)
+
+    def add_hook(self, event: str, callback: Hook) -> None:
+        """Call `callback(event, details)` on `query_start`, `query_end`, `connect`,
+        `invalidate` or `disconnect_detected` (see `asyncdb._hooks` for the details)."""
+        self._hooks.add(event, callback)
+
+    def remove_hook(self, event: str, callback: Hook) -> None:
+        self._hooks.remove(event, callback)
 
     def pool_stats(self) -> dict[str, int]:
         """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, requests."""

@@ -21,6 +21,7 @@ from typing import Any
 from ._backoff import Backoff
 from ._errors import driver_error
 from ._exceptions import InterfaceError, PoolTimeout
+from ._hooks import Hooks
 from .backends.base import Backend, ErrorKind, ErrorScope, Failure
 
 __all__ = ["CLIENT_EXCEPTIONS", "RECONNECT_MODES", "Pool", "PooledConnection", "fork_generation"]
@@ -84,6 +85,8 @@ class Pool:
         pre_ping_idle: float | None = 5.0,
         reconnect: str = "fail_fast",
         reconnect_timeout: float = 30.0,
+        hooks: Hooks | None = None,
+        log_parameters: bool = False,
     ) -> None:
         if max_size < 1:
             raise InterfaceError(f"max_size must be at least 1, got {max_size}")
@@ -104,6 +107,8 @@ class Pool:
             )
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
+        self.hooks = hooks or Hooks()
+        self.log_parameters = log_parameters
         self._idle: collections.deque[PooledConnection] = collections.deque()
         self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
@@ -278,6 +283,8 @@ class Pool:
                 await asyncio.sleep(delay)
                 continue
             self._stats["created"] += 1
+            self.hooks.emit("connect", backend=self.backend.name, pool=self.name)
+            logger.debug("%s: connected", self.name)
             return PooledConnection(raw, self.max_lifetime)
 
     async def _connect_shielded(self) -> Any:
@@ -320,6 +327,7 @@ class Pool:
         self._size -= 1
         if invalidated:
             self._stats["invalidated"] += 1
+            self.hooks.emit("invalidate", backend=self.backend.name, pool=self.name)
         try:
             self.backend.terminate(conn.raw)
         except Exception:

@@ -15,6 +15,7 @@ set -euo pipefail
 
 BASE=${ASYNCDB_SERVERS_DIR:-/tmp/asyncdb-servers}
 PG_DIR=$BASE/pg
+PGB_DIR=$BASE/pgbouncer
 MY_DIR=$BASE/mysql
 DB_USER=asyncdb
 DB_PASSWORD=asyncdb
@@ -33,6 +34,10 @@ pg_bindir() {
     echo "$d"
 }
 
+pgbouncer_bin() {
+    command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; } || true
+}
+
 mariadbd_bin() {
     command -v mariadbd 2>/dev/null || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true
 }
@@ -41,6 +46,7 @@ install_packages() {
     local missing=()
     [ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ] || missing+=(postgresql)
     [ -n "$(mariadbd_bin)" ] || missing+=(mariadb-server mariadb-client)
+    [ -n "$(pgbouncer_bin)" ] || missing+=(pgbouncer)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]} (apt)"
     # Keep apt's postinst from starting distro servers on 5432/3306 and from creating a
@@ -130,6 +136,51 @@ SELECT 'CREATE DATABASE $DB_NAME OWNER $DB_USER' WHERE NOT EXISTS (SELECT FROM p
 SQL
 }
 
+pgbouncer_running() {
+    pid_alive "$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null || true)" pgbouncer
+}
+
+# PgBouncer in transaction pooling mode in front of our PostgreSQL (asyncpg then needs
+# statement_cache_size=0). It refuses to run as root, and exits 0 even when it cannot open
+# its log, so its files are created for the postgres user first and the port is waited on.
+start_pgbouncer() {
+    local port pg_port
+    pg_port=$(saved_port "$PG_DIR")
+    mkdir -p "$PGB_DIR"
+    chown postgres:postgres "$PGB_DIR"
+    if pgbouncer_running; then
+        log "pgbouncer already running on $(saved_port "$PGB_DIR")"
+        return 0
+    fi
+    port=$(saved_port "$PGB_DIR")
+    port=$(free_port "${port:-${PGBOUNCER_PORT:-56432}}")
+    echo "$port" > "$PGB_DIR/port"
+    cat > "$PGB_DIR/pgbouncer.ini" <<INI
+[databases]
+$DB_NAME = host=127.0.0.1 port=$pg_port dbname=$DB_NAME
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir = $PGB_DIR
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits,options
+pidfile = $PGB_DIR/pgbouncer.pid
+logfile = $PGB_DIR/pgbouncer.log
+INI
+    echo "\"$DB_USER\" \"$DB_PASSWORD\"" > "$PGB_DIR/userlist.txt"
+    touch "$PGB_DIR/pgbouncer.log"
+    chown postgres:postgres "$PGB_DIR"/*
+    chmod 600 "$PGB_DIR/userlist.txt"
+    runuser -u postgres -- "$(pgbouncer_bin)" -d -q "$PGB_DIR/pgbouncer.ini" </dev/null >/dev/null 2>&1
+    for _ in $(seq 1 100); do port_busy "$port" && break; sleep 0.05; done
+    port_busy "$port" || { tail -n 20 "$PGB_DIR/pgbouncer.log" >&2; die "pgbouncer did not start"; }
+    log "pgbouncer started on $port"
+}
+
 mysql_running() {
     pid_alive "$(cat "$MY_DIR/mysqld.pid" 2>/dev/null || true)" mariadbd
 }
@@ -206,6 +257,7 @@ print_env() {
     my_port=$(saved_port "$MY_DIR")
     {
         echo "export ASYNCDB_TEST_POSTGRES_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$pg_port/$DB_NAME"
+        echo "export ASYNCDB_TEST_PGBOUNCER_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(saved_port "$PGB_DIR")/$DB_NAME"
         echo "export ASYNCDB_TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$my_port/$DB_NAME"
         echo "export ASYNCDB_TEST_SQLITE_URL=sqlite:///$BASE/test.sqlite3"
         echo "export ASYNCDB_PG_SOCKET_DIR=$PG_DIR"
@@ -215,11 +267,17 @@ print_env() {
 }
 
 stop_all() {
+    local pid
+    pid=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null || true)
+    if pid_alive "$pid" pgbouncer; then
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do pid_alive "$pid" pgbouncer || break; sleep 0.05; done
+        log "pgbouncer stopped"
+    fi
     if pg_running; then
         runuser -u postgres -- "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
         log "postgres stopped"
     fi
-    local pid
     pid=$(cat "$MY_DIR/mysqld.pid" 2>/dev/null || true)
     if pid_alive "$pid" mariadbd; then
         kill -TERM "$pid"
@@ -237,6 +295,7 @@ start)
     mkdir -p "$BASE"
     chmod 755 "$BASE"
     start_postgres
+    start_pgbouncer
     start_mysql
     print_env
     ;;

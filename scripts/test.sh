@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run the whole test suite on PostgreSQL, MariaDB and SQLite, from a fresh machine.
 #
-# Creates .venv (asyncdb with all drivers and test tools), starts throwaway servers with
-# scripts/servers.sh (installing the Debian packages if missing), runs pytest with every
-# backend required, then stops the servers (ASYNCDB_KEEP_SERVERS=1 keeps them running).
+# Creates .venv (asyncdb with all drivers and test tools), starts throwaway PostgreSQL,
+# PgBouncer and MariaDB with scripts/servers.sh (installing the Debian packages if missing),
+# runs pytest with every backend required, then ruff and mypy --strict, and stops the
+# servers (ASYNCDB_KEEP_SERVERS=1 keeps them running).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k savepoint -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,9 @@ fi
 
 export ASYNCDB_REQUIRE_ALL_BACKENDS=1
 "$VENV/bin/python" -m pytest "$@"
+
+# The same gates as `nox -s lint typecheck`, on the venv we already have.
+"$VENV/bin/ruff" check asyncdb tests benchmarks examples noxfile.py
+"$VENV/bin/ruff" format --check asyncdb
+"$VENV/bin/mypy" asyncdb
+echo "test: all backends passed; ruff and mypy --strict clean" >&2

@@ -16,6 +16,8 @@ import pytest
 
 from asyncdb import Database
 
+pytest_plugins = ["pytester"]
+
 BACKENDS = ("postgresql", "mysql", "sqlite")
 _ENV = {"postgresql": "ASYNCDB_TEST_POSTGRES_URL", "mysql": "ASYNCDB_TEST_MYSQL_URL"}
 _passed: Counter[str] = Counter()

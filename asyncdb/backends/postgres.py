@@ -80,10 +80,8 @@ class PostgresBackend:
     async def fetch(
         self, raw: Any, sql: str, args: Sequence[Any]
     ) -> tuple[list[str], list[RawRow]]:
-        stmt = await raw.prepare(sql) if not args else None
-        if stmt is not None:
-            rows = await stmt.fetch()
-            return [a.name for a in stmt.get_attributes()], rows
+        # No explicit prepare(): it would create a named statement, which breaks behind
+        # PgBouncer in transaction mode when statement_cache_size=0.
         rows = await raw.fetch(sql, *args)
         return (list(rows[0].keys()) if rows else []), rows
 
@@ -102,11 +100,9 @@ class PostgresBackend:
     async def _stream(
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
     ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
-        stmt = await raw.prepare(sql)
-        columns = [a.name for a in stmt.get_attributes()]
-        cursor = await stmt.cursor(*args)
+        cursor = await raw.cursor(sql, *args)  # unnamed statement unless the cache is on
         while rows := await cursor.fetch(batch):
-            yield columns, rows
+            yield list(rows[0].keys()), rows
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:
         sql = "BEGIN"
