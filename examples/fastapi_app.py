@@ -16,20 +16,26 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException
 
 from asyncdb import Connection, Database
 from asyncdb.contrib.starlette import connection_dependency, lifespan
+
+notes = sa.Table(
+    "notes",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),  # SERIAL / AUTO_INCREMENT / ROWID
+    sa.Column("text", sa.String(200), nullable=False),
+    sa.Column("request", sa.Integer, nullable=False),
+)
 
 
 def create_app(url: str) -> tuple[FastAPI, Database]:
     db = Database(url)
 
     async def create_schema() -> None:
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, text VARCHAR(200) NOT NULL, "
-            "request INTEGER NOT NULL)"
-        )
+        await db.execute(sa.schema.CreateTable(notes, if_not_exists=True))
 
     @contextlib.asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,9 +50,8 @@ def create_app(url: str) -> tuple[FastAPI, Database]:
     @db.transaction()
     async def create_note(text: str, request: int = 0, fail: bool = False) -> dict[str, Any]:
         # two writes in one transaction: both stay, or neither
-        insert = "INSERT INTO notes (text, request) VALUES (:t, :r)"
-        await db.execute(insert, {"t": text, "r": request})
-        await db.execute(insert, {"t": text + " (copy)", "r": request})
+        await db.execute(notes.insert(), {"text": text, "request": request})
+        await db.execute(notes.insert(), {"text": text + " (copy)", "request": request})
         if fail:
             raise HTTPException(status_code=409, detail="rejected; nothing was written")
         return {"request": request}
