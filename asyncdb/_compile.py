@@ -39,6 +39,7 @@ class Compiled:
     processors: tuple[Processor, ...] | None  # bind processors, by position
     result_processors: tuple[Processor, ...] | None  # by result column position
     compiled: Any  # SQLAlchemy's compiled object, for construct_params (constructs only)
+    plain: bool = False  # SQL text: no typed columns, rows need no processing or Column keys
 
     def args(self, values: Mapping[str, Any] | None) -> list[Any]:
         """Order the values positionally, applying bind processors."""
@@ -175,6 +176,7 @@ class Compiler:
             processors=processors,
             result_processors=_result_processors(query, self.dialect),
             compiled=compiled,
+            plain=query is None,
         )
 
 

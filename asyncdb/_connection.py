@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._compile import Compiler, Query
+from ._compile import Compiled, Compiler, Query
 from ._context import transaction_stack
 from ._errors import driver_error
 from ._exceptions import (
@@ -56,6 +56,7 @@ class Connection:
         self._backend: Backend = pool.backend
         self._compiler = compiler
         self._pooled: PooledConnection | None = None
+        self._native_rows = self._backend.record_class is not None
         self._users = 0
         self._lock = asyncio.Lock()  # one statement on the wire at a time
         self._lock_owner: asyncio.Task[Any] | None = None
@@ -136,7 +137,7 @@ class Connection:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
-        return compiled.meta(columns).rows(rows)
+        return self._records(compiled, columns, rows)
 
     async def fetch_one(
         self, query: Query, values: Mapping[str, Any] | None = None
@@ -144,7 +145,7 @@ class Connection:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
-        return compiled.meta(columns).rows(rows[:1])[0] if rows else None
+        return self._records(compiled, columns, rows[:1])[0] if rows else None
 
     async def fetch_val(
         self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
@@ -182,7 +183,6 @@ class Connection:
         from inside the loop raises InterfaceError (use `fetch_all` or another task).
         """
         compiled, args = self._compiler.compile(query, values)
-        meta = None
         async with self._statement() as raw:
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
             try:
@@ -193,12 +193,15 @@ class Connection:
                         break
                     except BaseException as exc:
                         raise self._on_error(exc) from exc
-                    if meta is None:
-                        meta = compiled.meta(columns)
-                    for record in meta.rows(rows):
+                    for record in self._records(compiled, columns, rows):
                         yield record
             finally:
                 await _aclose_quietly(stream)
+
+    def _records(self, compiled: Compiled, columns: list[str], rows: list[Any]) -> list[Record]:
+        if compiled.plain and self._native_rows:
+            return rows  # the driver's own records already are asyncdb records
+        return compiled.meta(columns).rows(rows)
 
     # -- transactions --------------------------------------------------------------------
 

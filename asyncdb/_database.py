@@ -67,6 +67,8 @@ class Database:
         merged: dict[str, Any] = {**self.url.options, **options}
         pool_options = {k: merged.pop(k) for k in list(merged) if k in _POOL_OPTIONS}
         self._backend = create_backend(self.url, merged)
+        if self._backend.record_class is not None:
+            Record.register(self._backend.record_class)  # isinstance(row, asyncdb.Record)
         if merged:
             raise InterfaceError(f"unknown database options: {', '.join(sorted(merged))}")
         self._pool_options = _pool_options(pool_options, self._backend)
@@ -216,12 +218,13 @@ class Database:
         """Run a statement once per mapping in `values`."""
         await self.connection().execute_many(query, values)
 
-    async def iterate(
+    def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
     ) -> AsyncIterator[Record]:
-        """Stream the rows of a query; memory stays flat however many rows there are."""
-        async for record in self.connection().iterate(query, values):
-            yield record
+        """Stream the rows of a query; memory stays flat however many rows there are.
+
+        Returns the connection's own iterator: no second generator between rows and caller."""
+        return self.connection().iterate(query, values)
 
     # -- fork ------------------------------------------------------------------------------
 

@@ -30,10 +30,10 @@ class RowMeta:
         processors = self.processors
         if processors is None:
             return [Record(self, row) for row in raw_rows]
+        # by position: a driver record may iterate over its keys rather than its values
+        steps = tuple(enumerate(processors))
         return [
-            Record(
-                self, tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=False))
-            )
+            Record(self, tuple(row[i] if p is None else p(row[i]) for i, p in steps))
             for row in raw_rows
         ]
 
@@ -95,10 +95,12 @@ class Record(Mapping[str, Any]):
         return self._meta.keys
 
     def values(self) -> Any:
-        return tuple(self._values)
+        values = self._values
+        return tuple(values[i] for i in range(len(self._meta.keys)))  # by position: a driver
+        # record may iterate over its keys
 
     def items(self) -> Any:
-        return tuple(zip(self._meta.keys, self._values, strict=False))
+        return tuple(zip(self._meta.keys, self.values(), strict=True))
 
     @property
     def _mapping(self) -> Mapping[str, Any]:

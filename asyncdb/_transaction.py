@@ -146,13 +146,12 @@ class Transaction:
                 await asyncio.sleep(delay)
 
     def _copy(self) -> Transaction:
-        copy = Transaction(
-            self._get_connection,
-            force_rollback=self._force_rollback,
-            isolation=self._options.isolation,
-            readonly=self._options.readonly,
-            reconnect=self._reconnect,
-        )
+        """A fresh, unstarted transaction with the same (already checked) options: one per
+        call of a decorated function. Cheap, since it runs on every request."""
+        copy = object.__new__(Transaction)
+        copy.__dict__.update(self.__dict__)
+        copy._retry = None  # the decorator retries; each attempt is a plain transaction
+        copy._connection, copy._depth, copy._detached = None, 0, False
         return copy
 
     # -- manual control ------------------------------------------------------------------

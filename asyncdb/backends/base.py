@@ -74,6 +74,9 @@ class Backend(Protocol):
     dialect: Dialect
     url: DatabaseURL
     supports_shared_memory: ClassVar[bool]
+    # The driver's own row class when it already offers asyncdb's row API (name, index and
+    # attribute access, Mapping iteration); plain SQL results are then returned as they are.
+    record_class: type | None
 
     async def connect(self) -> Any:
         """Open one raw connection, in autocommit mode."""

@@ -30,6 +30,7 @@ class MySQLBackend:
     """aiomysql connections in autocommit mode; transactions use START TRANSACTION."""
 
     name: ClassVar[str] = "mysql"
+    record_class = None
     supports_shared_memory: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:

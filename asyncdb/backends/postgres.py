@@ -41,6 +41,7 @@ class PostgresBackend:
         self._asyncpg = import_driver("asyncpg", "postgresql")
         self.url = url
         self.dialect = sa_asyncpg.dialect()  # type: ignore[no-untyped-call]
+        self.record_class = _record_class(self._asyncpg)
         self._connect_kwargs = _connect_kwargs(url, options)
 
     async def connect(self) -> Any:
@@ -82,7 +83,7 @@ class PostgresBackend:
     ) -> tuple[list[str], list[RawRow]]:
         # No explicit prepare(): it would create a named statement, which breaks behind
         # PgBouncer in transaction mode when statement_cache_size=0.
-        rows = await raw.fetch(sql, *args)
+        rows = await raw.fetch(sql, *args, record_class=self.record_class)
         return (list(rows[0].keys()) if rows else []), rows
 
     async def stream(
@@ -100,7 +101,8 @@ class PostgresBackend:
     async def _stream(
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
     ) -> AsyncIterator[tuple[list[str], list[RawRow]]]:
-        cursor = await raw.cursor(sql, *args)  # unnamed statement unless the cache is on
+        # an unnamed statement unless the statement cache is on
+        cursor = await raw.cursor(sql, *args, record_class=self.record_class)
         while rows := await cursor.fetch(batch):
             yield list(rows[0].keys()), rows
 
@@ -187,3 +189,27 @@ async def _set_json_codecs(raw: Any) -> None:
     await raw.set_type_codec(
         "jsonb", encoder=encode_jsonb, decoder=decode_jsonb, schema="pg_catalog", format="binary"
     )
+
+
+def _record_class(asyncpg: Any) -> type:
+    """asyncpg's own record, built in C by the driver, with asyncdb's row API on top: rows of
+    plain SQL queries cost nothing more than the driver's."""
+
+    class PostgresRecord(asyncpg.Record):  # type: ignore[misc]
+        __slots__ = ()
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return self[name]
+            except KeyError:
+                raise AttributeError(f"row has no column named {name!r}") from None
+
+        def __iter__(self) -> Any:
+            return iter(self.keys())  # a Mapping, like asyncdb.Record
+
+        @property
+        def _mapping(self) -> dict[str, Any]:
+            return dict(self.items())
+
+    PostgresRecord.__name__ = PostgresRecord.__qualname__ = "Record"
+    return PostgresRecord

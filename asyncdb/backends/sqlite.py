@@ -35,6 +35,7 @@ class SQLiteBackend:
     """aiosqlite connections; WAL mode for files, a busy timeout, explicit BEGIN."""
 
     name: ClassVar[str] = "sqlite"
+    record_class = None
     supports_shared_memory: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:

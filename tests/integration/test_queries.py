@@ -26,6 +26,12 @@ async def test_execute_fetch_methods(db: Database, items: str, backend: str) -> 
     assert dict(rows[0]) == {"name": "a", "value": 1}
     assert rows[0]._mapping["name"] == "a"
     assert list(rows[0].keys()) == ["name", "value"]
+    # the same row API on every backend (PostgreSQL's are asyncpg's own records, extended)
+    assert all(isinstance(r, Record) for r in rows)
+    assert list(rows[0]) == ["name", "value"] and "name" in rows[0]
+    assert tuple(rows[0].values()) == ("a", 1)
+    with pytest.raises(AttributeError, match="no column named 'nope'"):
+        _ = rows[0].nope
 
     one = await db.fetch_one("SELECT name FROM items WHERE value = :v", {"v": 2})
     assert one is not None and one["name"] == "b"
