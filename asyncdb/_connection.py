@@ -21,6 +21,7 @@ from ._context import transaction_stack
 from ._errors import driver_error
 from ._exceptions import (
     CommitOutcomeUnknownError,
+    ConflictError,
     DatabaseError,
     DisconnectionError,
     InterfaceError,
@@ -62,6 +63,7 @@ class Connection:
         self._lock_owner: asyncio.Task[Any] | None = None
         self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
         self._turn_owner: Transaction | None = None
+        self._gate: asyncio.Lock | None = None  # the backend's writer gate, while we hold it
         self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
         self._failed: tuple[int, DatabaseError | BaseException] | None = None
 
@@ -220,6 +222,8 @@ class Connection:
             self._turn_owner = tx
         self._users += 1
         try:
+            if not self._levels:
+                await self._pass_gate(options)  # before the checkout: wait without a connection
             await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
@@ -233,8 +237,30 @@ class Connection:
         except BaseException:
             self._users -= 1
             self._give_turn(tx)
+            if not self._levels:
+                self._leave_gate()
             self._maybe_release()
             raise
+
+    async def _pass_gate(self, options: TransactionOptions) -> None:
+        gate = self._backend.transaction_gate(options)
+        if gate is None:
+            return
+        lock, timeout = gate
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout)
+        except TimeoutError:
+            raise ConflictError(
+                f"{self._backend.name}: database is locked: another transaction of this process "
+                f"kept the write lock for more than {timeout}s",
+                backend=self._backend.name,
+            ) from None
+        self._gate = lock
+
+    def _leave_gate(self) -> None:
+        if self._gate is not None:
+            gate, self._gate = self._gate, None
+            gate.release()
 
     def _check_top(self, depth: int) -> None:
         if depth != len(self._levels):
@@ -250,6 +276,8 @@ class Connection:
         finally:
             self._users -= 1
             self._give_turn(tx)
+            if not self._levels:
+                self._leave_gate()
             self._maybe_release()
 
     async def _end_level(self, depth: int, *, commit: bool) -> None:

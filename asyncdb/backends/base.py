@@ -7,6 +7,7 @@ keeps no transaction state: that lives in `asyncdb._connection` and `asyncdb._tr
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -120,3 +121,8 @@ class Backend(Protocol):
 
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         """Say what a driver exception means; `None` if it is not a database error."""
+
+    def transaction_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        """A lock (and how long to wait for it) that outermost transactions with these options
+        take before BEGIN, where the database admits one writer at a time (SQLite): waiting
+        in line in the event loop beats polling the file lock from every connection."""

@@ -114,6 +114,9 @@ class PostgresBackend:
             sql += " READ ONLY"
         return [sql]
 
+    def transaction_gate(self, options: TransactionOptions) -> None:
+        return None  # the server orders concurrent writers itself
+
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         asyncpg = self._asyncpg
         if isinstance(exc, asyncpg.PostgresError):

@@ -7,6 +7,7 @@ runs in autocommit mode (`isolation_level=None`) so that only asyncdb opens tran
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -45,6 +46,8 @@ class SQLiteBackend:
         self.path = url.database or ":memory:"
         self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
+        self._gate: asyncio.Lock | None = None
+        self._gate_loop: asyncio.AbstractEventLoop | None = None
 
     async def connect(self) -> Any:
         raw = await self._aiosqlite.connect(
@@ -133,6 +136,14 @@ class SQLiteBackend:
                 + ", ".join(_ISOLATION)
             )
         return [_ISOLATION[name]]
+
+    def transaction_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        if self.is_memory or options.readonly or options.isolation == "deferred":
+            return None  # one shared connection, or a reader: nothing to line up for
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate_loop is not loop:  # new loop, or a forked child
+            self._gate, self._gate_loop = asyncio.Lock(), loop
+        return self._gate, self._busy_timeout
 
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         text = str(exc).lower()

@@ -6,8 +6,9 @@ import asyncio
 import gc
 
 import pytest
+from conftest import backends
 
-from asyncdb import Connection, Database, InterfaceError, Rollback, Transaction
+from asyncdb import ConflictError, Connection, Database, InterfaceError, Rollback, Transaction
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -241,3 +242,22 @@ async def test_disconnect_and_connect_are_idempotent(db_url: str) -> None:
     assert not database.is_connected
     with pytest.raises(InterfaceError, match="not connected"):
         await database.fetch_val("SELECT 1")
+
+
+@backends("sqlite")
+async def test_sqlite_writer_waiting_on_its_own_parent_gets_a_clear_error(db_url: str) -> None:
+    # SQLite admits one writer: write transactions queue in the event loop (not by polling
+    # the file lock); one that waits on a writer which is waiting for it fails, not hangs
+    async with Database(f"{db_url}?busy_timeout=0.5") as db:
+        await db.execute("CREATE TABLE w (n INTEGER)")
+        async with db.transaction():
+            await db.execute("INSERT INTO w VALUES (1)")
+
+            async def child() -> None:
+                async with db.transaction():
+                    await db.execute("INSERT INTO w VALUES (2)")
+
+            with pytest.raises(ConflictError, match="database is locked"):
+                await asyncio.create_task(child())
+        assert await db.fetch_val("SELECT count(*) FROM w") == 1
+        assert db.pool_stats()["in_use"] == 0
