@@ -97,51 +97,25 @@ class AsyncdbContestant(Contestant):
         return n
 
 
-class DatabasesContestant(Contestant):
+class DatabasesContestant(AsyncdbContestant):
+    """encode/databases runs asyncdb's code unchanged (the API is the same), apart from the
+    decorated transaction, replaced by `async with` (its decorator shared state across
+    concurrent tasks before PR #546: seed 003)."""
+
     name = "databases"
 
     async def start(self, url: str) -> None:
         from databases import Database
 
-        if url.startswith("sqlite"):
-            self.db = Database(url)
-        else:
-            self.db = Database(url, min_size=POOL, max_size=POOL)
+        pool = {} if url.startswith("sqlite") else {"min_size": POOL, "max_size": POOL}
+        self.db = Database(url, **pool)
         await self.db.connect()
-
-    async def stop(self) -> None:
-        await self.db.disconnect()
-
-    async def fetch_one(self, i: int) -> Any:
-        return await self.db.fetch_one(ONE, {"id": i})
-
-    async def fetch_one_core(self, i: int) -> Any:
-        return await self.db.fetch_one(core_one(i))
-
-    async def fetch_all(self) -> list[Any]:
-        return await self.db.fetch_all(ALL)
-
-    async def insert_tx(self, i: int) -> None:
-        async with self.db.transaction():
-            await self.db.execute(INSERT, {"v": i})
-
-    async def savepoint_tx(self, i: int) -> None:
-        async with self.db.transaction():
-            await self.db.execute(INSERT, {"v": i})
-            async with self.db.transaction():
-                await self.db.execute(INSERT, {"v": i})
 
     async def three_statement_tx(self, i: int) -> None:
         async with self.db.transaction():
             await self.db.fetch_one(ONE, {"id": i % 1000 + 1})
             await self.db.execute(INSERT, {"v": i})
             await self.db.fetch_val("SELECT count(*) FROM bench_items WHERE id < :id", {"id": 5})
-
-    async def iterate(self, sql: str = MANY) -> int:
-        n = 0
-        async for _ in self.db.iterate(sql):
-            n += 1
-        return n
 
 
 class SQLAlchemyContestant(Contestant):

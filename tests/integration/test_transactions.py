@@ -261,3 +261,13 @@ async def test_sqlite_writer_waiting_on_its_own_parent_gets_a_clear_error(db_url
                 await asyncio.create_task(child())
         assert await db.fetch_val("SELECT count(*) FROM w") == 1
         assert db.pool_stats()["in_use"] == 0
+
+
+async def test_tasks_sharing_a_handed_connection_never_interleave_on_the_wire(db: Database) -> None:
+    async def ask(conn: Connection, i: int) -> int:
+        return int(await conn.fetch_val("SELECT :i + 0", {"i": i}))
+
+    async with db.connection() as conn:
+        tasks = [asyncio.create_task(ask(conn, i)) for i in range(100)]
+        assert await asyncio.gather(*tasks) == list(range(100))
+        assert db.pool_stats()["in_use"] == 1  # one connection served all hundred tasks
