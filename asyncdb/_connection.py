@@ -118,11 +118,12 @@ class Connection:
             pooled, self._pooled = self._pooled, None
             self._pool.release(pooled)
 
-    def _invalidate(self) -> None:
-        """Discard the raw connection at once: its state is unknown or it is dead."""
+    def _invalidate(self, *, interrupted: bool = False) -> None:
+        """Take the raw connection away at once: it is dead, or (`interrupted`) a call on it
+        was cancelled half-way, so its state is unknown until the pool recovers or drops it."""
         if self._pooled is not None:
             pooled, self._pooled = self._pooled, None
-            self._pool.release(pooled, discard=True)
+            self._pool.release(pooled, discard=True, interrupted=interrupted)
 
     @property
     def raw_connection(self) -> Any:
@@ -394,7 +395,7 @@ class Connection:
         if failure is None:
             if not isinstance(exc, Exception):
                 # Cancelled or interrupted mid-call: the protocol state is unknown.
-                self._invalidate()
+                self._invalidate(interrupted=True)
                 self._fail(ErrorScope.TRANSACTION, exc)
             return exc
         error = driver_error(self._backend, failure, exc)

@@ -118,6 +118,7 @@ class Pool:
         self._closed = False
         self._generation = _fork_generation
         self._stats = collections.Counter[str]()
+        self._recovering: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<Pool {self.name} {self.backend.name} size={self._size}/{self.max_size}>"
@@ -154,17 +155,39 @@ class Pool:
                 self._in_use.add(conn)
                 return conn
 
-    def release(self, conn: PooledConnection, *, discard: bool = False) -> None:
-        """Give a connection back; `discard=True` when its state is unknown. Never blocks."""
+    def release(
+        self, conn: PooledConnection, *, discard: bool = False, interrupted: bool = False
+    ) -> None:
+        """Give a connection back; `discard=True` when its state is unknown, `interrupted=True`
+        when a call on it was cancelled half-way. Never blocks."""
         self._check_fork()
         self._in_use.discard(conn)
         if conn.generation != _fork_generation:
             self._abandon(conn)
             return
-        if discard or self._closed or self.backend.is_closed(conn.raw):
+        if interrupted and not self._closed and self.backend.can_recover:
+            # An in-process database can be brought back to a known state instead (and an
+            # in-memory one must: its data lives in that connection only).
+            task = asyncio.get_running_loop().create_task(self._recover(conn))
+            self._recovering.add(task)
+            task.add_done_callback(self._recovering.discard)
+            return
+        if discard or interrupted or self._closed or self.backend.is_closed(conn.raw):
             self._drop(conn)
             self._grant(None)
             return
+        conn.last_used = time.monotonic()
+        self._grant(conn)
+
+    async def _recover(self, conn: PooledConnection) -> None:
+        try:
+            await self.backend.recover(conn.raw)
+        except CLIENT_EXCEPTIONS:
+            logger.warning("%s: could not recover an interrupted connection", self.name)
+            self._drop(conn)
+            self._grant(None)
+            return
+        self._stats["recovered"] += 1
         conn.last_used = time.monotonic()
         self._grant(conn)
 
@@ -172,6 +195,8 @@ class Pool:
         """Close idle connections gracefully; connections in use are closed on release."""
         self._check_fork()
         self._closed = True
+        if self._recovering:
+            await asyncio.gather(*self._recovering, return_exceptions=True)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -195,6 +220,7 @@ class Pool:
             "waiting": sum(1 for w in self._waiters if not w.done()),
             "created": self._stats["created"],
             "invalidated": self._stats["invalidated"],
+            "recovered": self._stats["recovered"],
             "requests": self._stats["requests"],
         }
 

@@ -75,6 +75,9 @@ class Backend(Protocol):
     dialect: Dialect
     url: DatabaseURL
     supports_shared_memory: ClassVar[bool]
+    # True where a connection interrupted mid-call can be brought back to a known state
+    # (SQLite, in process); elsewhere it is terminated.
+    can_recover: ClassVar[bool]
     # The driver's own row class when it already offers asyncdb's row API (name, index and
     # attribute access, Mapping iteration); plain SQL results are then returned as they are.
     record_class: type | None
@@ -90,6 +93,9 @@ class Backend(Protocol):
 
     def abandon(self, raw: Any) -> None:
         """Forget a connection inherited across fork(): no I/O, no event-loop calls."""
+
+    async def recover(self, raw: Any) -> None:
+        """Bring an interrupted connection back to idle (no transaction), or raise."""
 
     def is_closed(self, raw: Any) -> bool:
         """Tell, without I/O, whether the connection is known to be dead."""

@@ -32,6 +32,7 @@ class MySQLBackend:
     name: ClassVar[str] = "mysql"
     record_class = None
     supports_shared_memory: ClassVar[bool] = False
+    can_recover: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
         self._aiomysql = import_driver("aiomysql", "mysql")
@@ -54,6 +55,9 @@ class MySQLBackend:
         writer = raw._writer
         if writer is not None:
             detach_transport(writer.transport)
+
+    async def recover(self, raw: Any) -> None:
+        raise NotImplementedError("a network connection interrupted mid-call is terminated")
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)

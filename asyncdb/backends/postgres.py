@@ -36,6 +36,7 @@ class PostgresBackend:
 
     name: ClassVar[str] = "postgresql"
     supports_shared_memory: ClassVar[bool] = False
+    can_recover: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
         self._asyncpg = import_driver("asyncpg", "postgresql")
@@ -61,6 +62,9 @@ class PostgresBackend:
         # Terminate or unregisters the socket from the parent's loop.
         raw._aborted = True
         detach_transport(getattr(raw, "_transport", None))
+
+    async def recover(self, raw: Any) -> None:
+        raise NotImplementedError("a network connection interrupted mid-call is terminated")
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.is_closed())

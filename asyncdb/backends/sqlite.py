@@ -38,6 +38,7 @@ class SQLiteBackend:
     name: ClassVar[str] = "sqlite"
     record_class = None
     supports_shared_memory: ClassVar[bool] = True
+    can_recover: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
         self._aiosqlite = import_driver("aiosqlite", "sqlite")
@@ -69,6 +70,17 @@ class SQLiteBackend:
     def abandon(self, raw: Any) -> None:
         # The worker thread does not exist in a forked child; never touch the sqlite handle.
         raw._running = False
+
+    async def recover(self, raw: Any) -> None:
+        """Stop what still runs in aiosqlite's thread, wait for it, roll back what is open."""
+        connection = raw._conn
+        connection.interrupt()  # thread-safe; the cancelled statement ends with "interrupted"
+
+        def reset() -> None:
+            if connection.in_transaction:
+                connection.rollback()
+
+        await raw._execute(reset)  # queued behind the interrupted call: runs once it is done
 
     def is_closed(self, raw: Any) -> bool:
         return raw._connection is None or not raw._running

@@ -101,5 +101,8 @@ async def test_pool_stats_count_what_happened(db_url: str, backend: str) -> None
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cancelled
+        await asyncio.sleep(0.05)  # SQLite recovers in the background
         stats = db.pool_stats()
-        assert stats["invalidated"] == 1 and stats["in_use"] == 0
+        # a network connection interrupted mid-call is dropped; SQLite's is recovered
+        which = "recovered" if backend == "sqlite" else "invalidated"
+        assert stats[which] == 1 and stats["in_use"] == 0
