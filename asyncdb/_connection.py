@@ -10,9 +10,11 @@ statement, every statement is refused until the failed level is rolled back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,6 +72,22 @@ class Connection:
     def __repr__(self) -> str:
         state = f"depth={len(self._levels)}" + (" failed" if self._failed else "")
         return f"<Connection {self._backend.name} {state}>"
+
+    def __del__(self) -> None:
+        # Only a transaction started by hand and never ended keeps a connection checked
+        # out past its task: give the slot back (the server rolls the transaction back).
+        pooled = getattr(self, "_pooled", None)
+        if pooled is None:
+            return
+        warnings.warn(
+            "an asyncdb connection was dropped with a transaction still open; it was discarded "
+            "and the transaction rolled back. End transactions with commit() or rollback(), "
+            "or use 'async with db.transaction()'",
+            ResourceWarning,
+            stacklevel=1,
+        )
+        with contextlib.suppress(Exception):
+            self._pool.release(pooled, discard=True)
 
     # -- checkout ------------------------------------------------------------------------
 
