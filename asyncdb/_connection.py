@@ -134,7 +134,15 @@ class Connection:
     def _maybe_release(self) -> None:
         if self._users == 0 and not self._levels and self._pooled is not None:
             pooled, self._pooled = self._pooled, None
-            self._pool.release(pooled)
+            # A transaction opened with plain SQL ("BEGIN") must not reach the next user.
+            leaked = self._backend.in_transaction(pooled.raw)
+            if leaked:
+                logger.warning(
+                    "%s: connection released inside a transaction not opened with transaction(); "
+                    "discarded, so the transaction is rolled back",
+                    self._backend.name,
+                )
+            self._pool.release(pooled, discard=leaked)
 
     def _invalidate(self, *, interrupted: bool = False) -> None:
         """Take the raw connection away at once: it is dead, or (`interrupted`) a call on it

@@ -100,6 +100,9 @@ class Backend(Protocol):
     def is_closed(self, raw: Any) -> bool:
         """Tell, without I/O, whether the connection is known to be dead."""
 
+    def in_transaction(self, raw: Any) -> bool:
+        """Tell, without I/O, whether the server has a transaction open on the connection."""
+
     async def ping(self, raw: Any) -> None:
         """Run the cheapest round trip; raise the driver's error if the line is dead."""
 

@@ -62,6 +62,9 @@ class MySQLBackend:
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)
 
+    def in_transaction(self, raw: Any) -> bool:
+        return not raw.closed and bool(raw.get_transaction_status())
+
     async def ping(self, raw: Any) -> None:
         await raw.ping(reconnect=False)
 

@@ -69,6 +69,9 @@ class PostgresBackend:
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.is_closed())
 
+    def in_transaction(self, raw: Any) -> bool:
+        return bool(raw.is_in_transaction())
+
     async def ping(self, raw: Any) -> None:
         await raw.execute("SELECT 1")  # simple protocol: one round trip
 

@@ -82,6 +82,10 @@ class SQLiteBackend:
 
         await raw._execute(reset)  # queued behind the interrupted call: runs once it is done
 
+    def in_transaction(self, raw: Any) -> bool:
+        connection = raw._connection
+        return connection is not None and bool(connection.in_transaction)
+
     def is_closed(self, raw: Any) -> bool:
         return raw._connection is None or not raw._running
 

@@ -271,3 +271,19 @@ async def test_tasks_sharing_a_handed_connection_never_interleave_on_the_wire(db
         tasks = [asyncio.create_task(ask(conn, i)) for i in range(100)]
         assert await asyncio.gather(*tasks) == list(range(100))
         assert db.pool_stats()["in_use"] == 1  # one connection served all hundred tasks
+
+
+async def test_a_transaction_opened_with_plain_sql_never_reaches_the_next_user(
+    db: Database, items: str, backend: str
+) -> None:
+    begin = "BEGIN IMMEDIATE" if backend == "sqlite" else "BEGIN"
+    async with db.connection() as conn:
+        await conn.execute(begin)  # not through transaction(): asyncdb does not track it
+        await conn.execute("INSERT INTO items (name) VALUES ('half')")
+    # left with the transaction open: the connection is discarded, never handed on
+    assert db.pool_stats()["in_use"] == 0
+    assert await count(db) == 0
+    await db.execute(begin)  # its connection goes back after the statement: same thing
+    await db.execute("INSERT INTO items (name) VALUES ('autocommitted')")
+    async with Database(db.url.render(hide_password=False)) as other:
+        assert await other.fetch_val("SELECT count(*) FROM items") == 1
