@@ -69,8 +69,8 @@ class MySQLBackend:
         await raw.ping(reconnect=False)
 
     async def command(self, raw: Any, sql: str) -> str | None:
-        async with raw.cursor(self._cursor) as cursor:
-            await cursor.execute(sql)
+        # BEGIN/COMMIT/SAVEPOINT return no rows: skip the cursor, as aiomysql's commit() does
+        await raw.query(sql)
         return None
 
     async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
