@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -142,18 +143,16 @@ class Pool:
         if self._closed:
             raise InterfaceError(f"{self.name} is closed")
         self._stats["requests"] += 1
-        while True:
-            if self._idle and not self._waiters:
-                conn: PooledConnection | None = self._idle.pop()
-            elif self._size < self.max_size and not self._waiters:
-                self._size += 1
-                conn = None
-            else:
-                conn = await self._wait()
-            conn = await self._check_out(conn, reconnect or self.reconnect)
-            if conn is not None:
-                self._in_use.add(conn)
-                return conn
+        if self._idle and not self._waiters:
+            conn: PooledConnection | None = self._idle.pop()
+        elif self._size < self.max_size and not self._waiters:
+            self._size += 1
+            conn = None
+        else:
+            conn = await self._wait()
+        ready = await self._check_out(conn, reconnect or self.reconnect)
+        self._in_use.add(ready)
+        return ready
 
     def release(
         self, conn: PooledConnection, *, discard: bool = False, interrupted: bool = False
@@ -245,14 +244,13 @@ class Pool:
                 self._grant(served)
             raise
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if waiter.cancelled():  # timed out or cancelled: leave the line (served ones left it)
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
-    async def _check_out(
-        self, conn: PooledConnection | None, reconnect: str
-    ) -> PooledConnection | None:
-        """Make a connection fit for use: open one for a free slot, recycle an old one,
-        pre-ping one that sat idle. Returns None when the caller should try again."""
+    async def _check_out(self, conn: PooledConnection | None, reconnect: str) -> PooledConnection:
+        """Make a connection fit for use: open one for a free slot (None), recycle an old
+        one, replace a dead one, pre-ping one that sat idle."""
         try:
             if conn is None:
                 return await self._connect(reconnect)
