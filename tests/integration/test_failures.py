@@ -98,6 +98,31 @@ async def test_kill_mid_savepoint_reports_the_disconnect(
 
 
 @servers_only
+async def test_savepoint_rollback_on_a_dead_line_reports_the_disconnect_with_the_cause(
+    db: Database, items: str, admin: Database, backend: str
+) -> None:
+    await db.execute("INSERT INTO items (name) VALUES ('taken')")
+    with pytest.raises(DisconnectionError) as raised:
+        async with db.transaction():
+            async with db.transaction():
+                pid = await session_id(db, backend)
+                try:
+                    await db.execute("INSERT INTO items (name) VALUES ('taken')")
+                finally:
+                    await kill(admin, backend, pid)  # dies before the rollback to savepoint
+    # seed 000: the clean-up failed on the dead line; the user sees that, with the error
+    # that started it in the chain the traceback prints
+    chain, link = [], raised.value
+    while link is not None:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    assert any(isinstance(e, IntegrityError) for e in chain)
+    assert "savepoint" not in str(raised.value).lower()
+    assert db.pool_stats()["in_use"] == 0
+    assert await count(db) == 1
+
+
+@servers_only
 async def test_kill_mid_iterate(db: Database, items: str, admin: Database, backend: str) -> None:
     if backend == "postgresql":
         query = "SELECT g FROM generate_series(1, 5000000) AS g"
