@@ -65,6 +65,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against the raw drivers and the peers (see benchmarks/README.md)."""
-    session.install("-e", ".[all]", "databases", "sqlalchemy[asyncio]")
+    session.install("-e", ".[all]", "databases", "sqlalchemy[asyncio]", "matplotlib", "uvloop")
     env = _server_env()
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=env)
