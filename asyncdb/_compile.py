@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -40,6 +40,7 @@ class Compiled:
     result_processors: tuple[Processor, ...] | None  # by result column position
     compiled: Any  # SQLAlchemy's compiled object, for construct_params (constructs only)
     plain: bool = False  # SQL text: no typed columns, rows need no processing or Column keys
+    metas: dict[tuple[str, ...], RowMeta] = field(default_factory=dict, compare=False)
 
     def args(self, values: Mapping[str, Any] | None) -> list[Any]:
         """Order the values positionally, applying bind processors."""
@@ -55,10 +56,17 @@ class Compiled:
         return args
 
     def meta(self, columns: Sequence[str]) -> RowMeta:
-        processors = self.result_processors
-        if processors is not None and len(processors) != len(columns):
-            processors = None
-        return RowMeta(columns, processors)
+        """What the rows of one result share; built once per column list, not per call."""
+        key = tuple(columns)
+        meta = self.metas.get(key)
+        if meta is None:
+            processors = self.result_processors
+            if processors is not None and len(processors) != len(columns):
+                processors = None
+            if len(self.metas) >= 8:  # `SELECT *` over a table that keeps changing
+                self.metas.clear()
+            meta = self.metas[key] = RowMeta(columns, processors)
+        return meta
 
 
 class Compiler:

@@ -89,7 +89,7 @@ class MySQLBackend:
         async with raw.cursor(self._cursor) as cursor:
             await cursor.execute(sql, tuple(args))
             rows = await cursor.fetchall()
-            return _columns(cursor), list(rows)
+            return _columns(cursor), rows
 
     async def stream(
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
