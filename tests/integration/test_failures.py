@@ -165,8 +165,9 @@ async def test_proxy_cut_mid_result_then_recovers(db_url: str, backend: str) -> 
 
             cutter = asyncio.create_task(cut_soon())
             with pytest.raises(DisconnectionError):
-                for _ in range(200):
-                    await db.fetch_all(big)
+                async with db.connection() as conn:  # held: the cut lands on this line
+                    for _ in range(200):
+                        await conn.fetch_all(big)
             await cutter
             assert db.pool_stats()["invalidated"] >= 1
             assert await db.fetch_val("SELECT 2") == 2  # outside a transaction: a fresh line
