@@ -12,7 +12,7 @@ from ._compile import Compiler, Query
 from ._connection import Connection
 from ._exceptions import InterfaceError
 from ._hooks import Hook, Hooks
-from ._pool import Pool, fork_generation
+from ._pool import Pool, check_options, fork_generation
 from ._records import Record
 from ._transaction import Transaction
 from ._url import DatabaseURL
@@ -72,6 +72,11 @@ class Database:
         if merged:
             raise InterfaceError(f"unknown database options: {', '.join(sorted(merged))}")
         self._pool_options = _pool_options(pool_options, self._backend)
+        check_options(
+            min_size=self._pool_options.get("min_size", 1),
+            max_size=self._pool_options.get("max_size", 10),
+            reconnect=self._pool_options.get("reconnect", "fail_fast"),
+        )
         self._pool_options.update(hooks=self._hooks, log_parameters=log_parameters)
         self._compiler = Compiler(self._backend.dialect)
         self._pool: Pool | None = None
@@ -174,7 +179,9 @@ class Database:
         this transaction's checkout; `retry` (a number of attempts or an `asyncdb.Retry`),
         decorator form only, re-runs the function after a ConflictError or a disconnect that
         happened before COMMIT was sent, never after CommitOutcomeUnknownError."""
-        return Transaction(self.connection, force_rollback=force_rollback, **options)
+        transaction = Transaction(self.connection, force_rollback=force_rollback, **options)
+        self._backend.begin_sql(transaction._options)  # a bad isolation name fails here, not later
+        return transaction
 
     def add_hook(self, event: str, callback: Hook) -> None:
         """Call `callback(event, details)` on `query_start`, `query_end`, `connect`,

@@ -25,7 +25,14 @@ from ._exceptions import InterfaceError, PoolTimeout
 from ._hooks import Hooks
 from .backends.base import Backend, ErrorKind, ErrorScope, Failure
 
-__all__ = ["CLIENT_EXCEPTIONS", "RECONNECT_MODES", "Pool", "PooledConnection", "fork_generation"]
+__all__ = [
+    "CLIENT_EXCEPTIONS",
+    "RECONNECT_MODES",
+    "Pool",
+    "PooledConnection",
+    "check_options",
+    "fork_generation",
+]
 
 # fail_fast: one connect attempt, then the error (web requests). backoff: keep trying with
 # exponential back-off and jitter until reconnect_timeout (scripts and workers).
@@ -56,6 +63,20 @@ def fork_generation() -> int:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_options(*, min_size: int, max_size: int, reconnect: str) -> None:
+    """Reject pool options that cannot work, naming the option (at Database(), not later)."""
+    if max_size < 1:
+        raise InterfaceError(f"max_size must be at least 1, got {max_size}")
+    if min_size < 0 or min_size > max_size:
+        raise InterfaceError(
+            f"min_size must be between 0 and max_size ({max_size}), got {min_size}"
+        )
+    if reconnect not in RECONNECT_MODES:
+        raise InterfaceError(
+            f"reconnect must be one of {', '.join(RECONNECT_MODES)}, got {reconnect!r}"
+        )
 
 
 class PooledConnection:
@@ -89,12 +110,7 @@ class Pool:
         hooks: Hooks | None = None,
         log_parameters: bool = False,
     ) -> None:
-        if max_size < 1:
-            raise InterfaceError(f"max_size must be at least 1, got {max_size}")
-        if min_size < 0 or min_size > max_size:
-            raise InterfaceError(
-                f"min_size must be between 0 and max_size ({max_size}), got {min_size}"
-            )
+        check_options(min_size=min_size, max_size=max_size, reconnect=reconnect)
         self.backend = backend
         self.name = f"pool-{next(_pool_names)}"
         self.min_size = min_size
@@ -102,10 +118,6 @@ class Pool:
         self.acquire_timeout = acquire_timeout
         self.max_lifetime = max_lifetime
         self.pre_ping_idle = pre_ping_idle
-        if reconnect not in RECONNECT_MODES:
-            raise InterfaceError(
-                f"reconnect must be one of {', '.join(RECONNECT_MODES)}, got {reconnect!r}"
-            )
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
         self.hooks = hooks or Hooks()

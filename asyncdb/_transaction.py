@@ -19,7 +19,7 @@ from ._exceptions import (
     InterfaceError,
     Rollback,
 )
-from ._pool import RECONNECT_MODES
+from ._pool import check_options
 from .backends.base import TransactionOptions
 
 if TYPE_CHECKING:
@@ -63,11 +63,9 @@ class Transaction:
         self._force_rollback = force_rollback
         self._options = TransactionOptions(isolation=isolation, readonly=readonly)
         self._retry = Retry(attempts=retry) if isinstance(retry, int) else retry
-        if reconnect is not None and reconnect not in RECONNECT_MODES:
-            raise InterfaceError(
-                f"reconnect must be one of {', '.join(RECONNECT_MODES)}, got {reconnect!r}"
-            )
         self._reconnect = reconnect
+        if reconnect is not None:
+            check_options(min_size=0, max_size=1, reconnect=reconnect)
         self._connection: Connection | None = None
         self._depth = 0
         # force_rollback's outer transaction belongs to no context: tasks' transactions

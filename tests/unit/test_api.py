@@ -58,6 +58,18 @@ def test_bad_options_are_named() -> None:
         Database("sqlite:///x.db?max_size=lots")
     with pytest.raises(InterfaceError, match="unsupported database url scheme"):
         Database("mongodb://localhost/x")
+    # pool and transaction options are checked when given, not at first use
+    with pytest.raises(InterfaceError, match="max_size must be at least 1"):
+        Database("sqlite:///x.db", max_size=0)
+    with pytest.raises(InterfaceError, match="min_size must be between 0 and max_size"):
+        Database("sqlite:///x.db?min_size=5&max_size=2")
+    with pytest.raises(InterfaceError, match="reconnect must be one of fail_fast, backoff"):
+        Database("sqlite:///x.db", reconnect="sometimes")
+    db = Database("postgresql://u@localhost/db")
+    with pytest.raises(InterfaceError, match="unknown isolation level 'snapshot' for postgresql"):
+        db.transaction(isolation="snapshot")
+    with pytest.raises(InterfaceError, match="reconnect must be one of"):
+        db.transaction(reconnect="later")
 
 
 def test_repr_hides_password() -> None:
