@@ -114,12 +114,16 @@ class Database:
         await pool.open()
         self._pool = pool
         if self._force_rollback:
-            connection = Connection(pool, self._compiler)
-            await connection.__aenter__()
-            self._global_connection = connection
-            transaction = connection.transaction()
-            transaction._detached = True
-            self._global_transaction = await transaction.start()
+            try:
+                connection = Connection(pool, self._compiler)
+                await connection.__aenter__()
+                self._global_connection = connection
+                transaction = connection.transaction()
+                transaction._detached = True
+                self._global_transaction = await transaction.start()
+            except BaseException:
+                await self.disconnect()  # no half-connected Database
+                raise
 
     async def disconnect(self) -> None:
         """Roll back force_rollback's transaction and close the pool. Idempotent.

@@ -145,6 +145,7 @@ class Pool:
                 self._idle.append(await self._connect())
             except BaseException:
                 self._size -= 1
+                await self.close()  # the ones already opened are not left behind
                 raise
 
     async def acquire(self, reconnect: str | None = None) -> PooledConnection:
