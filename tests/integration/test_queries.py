@@ -83,6 +83,19 @@ class Color(enum.Enum):
     blue = "blue"
 
 
+class Tags(sa.types.TypeDecorator[list[str]]):
+    """Stored as "a,b,c"; a list in Python."""
+
+    impl = sa.String(200)
+    cache_ok = True
+
+    def process_bind_param(self, value: list[str] | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else ",".join(value)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> list[str] | None:
+        return None if value is None else value.split(",")
+
+
 metadata = sa.MetaData()
 notes = sa.Table(
     "notes",
@@ -94,6 +107,7 @@ notes = sa.Table(
     sa.Column("price", sa.Numeric(10, 2)),
     sa.Column("color", sa.Enum(Color, native_enum=False)),
     sa.Column("done", sa.Boolean),
+    sa.Column("tags", Tags),
 )
 
 
@@ -116,6 +130,7 @@ async def test_core_round_trip_with_typed_columns(db: Database, notes_table: sa.
             "price": decimal.Decimal("9.99"),
             "color": Color.blue,
             "done": True,
+            "tags": ["x", "y"],
         },
     )
     await db.execute_many(
@@ -129,6 +144,8 @@ async def test_core_round_trip_with_typed_columns(db: Database, notes_table: sa.
     assert row["price"] == decimal.Decimal("9.99")
     assert row["color"] is Color.blue
     assert row["done"] is True
+    assert row["tags"] == ["x", "y"]  # a TypeDecorator, both ways
+    assert await db.fetch_val("SELECT tags FROM notes WHERE id = 1") == "x,y"  # stored as text
     assert row[notes.c.text] == "hello"
 
     rows = await db.fetch_all(sa.select(notes.c.id, notes.c.color).order_by(notes.c.id))
