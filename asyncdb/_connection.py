@@ -465,12 +465,10 @@ class Connection:
 class _Statement:
     """Checkout + wire lock for one statement (or one whole iteration)."""
 
-    __slots__ = ("_conn", "_entered", "_task")
+    __slots__ = ("_conn",)
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._entered = False
-        self._task: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> Any:
         conn = self._conn

@@ -18,6 +18,7 @@ from ._transaction import Transaction
 from ._url import DatabaseURL
 from .backends import create_backend
 from .backends._common import parse_bool
+from .backends.base import Backend
 
 __all__ = ["Database"]
 
@@ -252,7 +253,7 @@ class Database:
             self._pool = Pool(self._backend, **self._pool_options)
 
 
-def _pool_options(given: dict[str, Any], backend: Any) -> dict[str, Any]:
+def _pool_options(given: dict[str, Any], backend: Backend) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, value in given.items():
         if name == "reconnect":
@@ -263,7 +264,7 @@ def _pool_options(given: dict[str, Any], backend: Any) -> dict[str, Any]:
             options[name] = _number(name, value, int)
         else:
             options[name] = _number(name, value, float)
-    if getattr(backend, "is_memory", False):
+    if backend.is_memory:
         # One in-memory database lives in one connection: every task shares it, and it is
         # never closed while the Database is connected.
         options.update(min_size=1, max_size=1, max_lifetime=None, pre_ping_idle=None)

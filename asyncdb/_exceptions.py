@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
     "CommitOutcomeUnknownError",
     "ConflictError",
@@ -108,6 +106,3 @@ class DataError(DatabaseError):
 
 class Rollback(Exception):
     """Raise inside `async with db.transaction():` to roll that transaction back quietly."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)

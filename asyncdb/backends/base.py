@@ -74,7 +74,9 @@ class Backend(Protocol):
     name: ClassVar[str]
     dialect: Dialect
     url: DatabaseURL
-    supports_shared_memory: ClassVar[bool]
+    # One in-memory database that lives in one connection (SQLite ":memory:"): the pool
+    # then holds exactly that connection for as long as the Database is connected.
+    is_memory: bool
     # True where a connection interrupted mid-call can be brought back to a known state
     # (SQLite, in process); elsewhere it is terminated.
     can_recover: ClassVar[bool]

@@ -31,7 +31,7 @@ class MySQLBackend:
 
     name: ClassVar[str] = "mysql"
     record_class = None
-    supports_shared_memory: ClassVar[bool] = False
+    is_memory = False
     can_recover: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:

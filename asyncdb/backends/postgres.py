@@ -35,7 +35,7 @@ class PostgresBackend:
     """asyncpg connections; JSON/JSONB decoded as SQLAlchemy's asyncpg dialect does."""
 
     name: ClassVar[str] = "postgresql"
-    supports_shared_memory: ClassVar[bool] = False
+    is_memory = False
     can_recover: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:

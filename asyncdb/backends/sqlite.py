@@ -37,7 +37,6 @@ class SQLiteBackend:
 
     name: ClassVar[str] = "sqlite"
     record_class = None
-    supports_shared_memory: ClassVar[bool] = True
     can_recover: ClassVar[bool] = True
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ class FakeBackend:
     """Connections that take a moment to open; nothing else."""
 
     name: ClassVar[str] = "fake"
-    supports_shared_memory: ClassVar[bool] = False
+    is_memory = False
     can_recover: ClassVar[bool] = False
     record_class = None
 
