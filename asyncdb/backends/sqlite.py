@@ -8,7 +8,9 @@ runs in autocommit mode (`isolation_level=None`) so that only asyncdb opens tran
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
@@ -28,6 +30,7 @@ _ISOLATION = {
     "deferred": "BEGIN DEFERRED",
     "exclusive": "BEGIN EXCLUSIVE",
 }
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -48,6 +51,24 @@ class SQLiteBackend:
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def adapt_parameter(value: Any) -> Any:
+        """sqlite3's own types, plus dates and times as ISO text (what its default adapters,
+        deprecated in Python 3.12, produced), without touching sqlite3's global registry."""
+        if value is None or isinstance(value, int | float | str | bytes):
+            if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+                raise OverflowError("the int does not fit SQLite's 64-bit INTEGER")
+            return value
+        if isinstance(value, datetime.datetime):
+            return value.isoformat(" ")
+        if isinstance(value, datetime.date | datetime.time):
+            return value.isoformat()
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError(f"a {type(value).__name__} cannot be sent to SQLite")
 
     async def connect(self) -> Any:
         raw = await self._aiosqlite.connect(
