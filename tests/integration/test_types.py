@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import backends
 from sqlalchemy.dialects import postgresql
 
 from asyncdb import Database, DataError
 
-from conftest import backends
-
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 PLUS2 = datetime.timezone(datetime.timedelta(hours=2))
 NAIVE = datetime.datetime(2024, 2, 29, 23, 59, 58, 123456)
 AWARE = datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=PLUS2)
@@ -45,44 +44,56 @@ class Refused:
 REFUSED = Refused()
 SAME = object()  # the value itself comes back
 
+
 # id: (value, column type per backend, plain-SQL result per backend; SAME when unchanged)
+def _cols(pg: str, my: str, lite: str) -> dict[str, str]:
+    return {"postgresql": pg, "mysql": my, "sqlite": lite}
+
+
+BLOB = _cols("BYTEA", "LONGBLOB", "BLOB")
+TEXT = _cols("TEXT", "TEXT", "TEXT")
+JSON = _cols("JSONB", "JSON", "TEXT")
+EVERYWHERE_REFUSED = {"postgresql": REFUSED, "mysql": REFUSED, "sqlite": REFUSED}
+MICRO_TIME = datetime.time(12, 34, 56, 789012)
+AS_TIMEDELTA = datetime.timedelta(hours=12, minutes=34, seconds=56, microseconds=789012)
+
+# id: (value, column type per backend, plain-SQL result per backend; the value when absent)
 PLAIN: dict[str, tuple[Any, dict[str, str], dict[str, Any]]] = {
-    "bytes-nul": (b"\x00a\x00\xff\x00", {"postgresql": "BYTEA", "mysql": "LONGBLOB", "sqlite": "BLOB"}, {}),
-    "bytes-1mib": (BIG_BYTES, {"postgresql": "BYTEA", "mysql": "LONGBLOB", "sqlite": "BLOB"}, {}),
-    "bytearray": (bytearray(b"\x00\x01"), {"postgresql": "BYTEA", "mysql": "LONGBLOB", "sqlite": "BLOB"},
+    "bytes-nul": (b"\x00a\x00\xff\x00", BLOB, {}),
+    "bytes-1mib": (BIG_BYTES, BLOB, {}),
+    "bytearray": (bytearray(b"\x00\x01"), BLOB,
                   {"postgresql": b"\x00\x01", "mysql": b"\x00\x01", "sqlite": b"\x00\x01"}),
-    "unicode": (UNICODE, {"postgresql": "TEXT", "mysql": "TEXT", "sqlite": "TEXT"}, {}),
-    "text-1mib": (BIG_TEXT, {"postgresql": "TEXT", "mysql": "LONGTEXT", "sqlite": "TEXT"}, {}),
-    "bigint-min": (-(2**63), {"postgresql": "BIGINT", "mysql": "BIGINT", "sqlite": "INTEGER"}, {}),
-    "bigint-max": (2**63 - 1, {"postgresql": "BIGINT", "mysql": "BIGINT", "sqlite": "INTEGER"}, {}),
-    "decimal-20": (DEC, {"postgresql": "NUMERIC(30,10)", "mysql": "DECIMAL(30,10)", "sqlite": "TEXT"},
-                   {"sqlite": REFUSED}),  # SQLite has no DECIMAL: refused, not rounded
-    "float": (1.0625, {"postgresql": "DOUBLE PRECISION", "mysql": "DOUBLE", "sqlite": "REAL"}, {}),
-    "bool": (True, {"postgresql": "BOOLEAN", "mysql": "BOOLEAN", "sqlite": "BOOLEAN"},
-             {"mysql": 1, "sqlite": 1}),  # TINYINT(1) / INTEGER
-    "none": (None, {"postgresql": "TEXT", "mysql": "TEXT", "sqlite": "TEXT"}, {}),
-    "date": (datetime.date(2024, 2, 29), {"postgresql": "DATE", "mysql": "DATE", "sqlite": "DATE"},
+    "unicode": (UNICODE, TEXT, {}),
+    "text-1mib": (BIG_TEXT, _cols("TEXT", "LONGTEXT", "TEXT"), {}),
+    "bigint-min": (-(2**63), _cols("BIGINT", "BIGINT", "INTEGER"), {}),
+    "bigint-max": (2**63 - 1, _cols("BIGINT", "BIGINT", "INTEGER"), {}),
+    # SQLite has no DECIMAL: refused rather than rounded through a float
+    "decimal-20": (DEC, _cols("NUMERIC(30,10)", "DECIMAL(30,10)", "TEXT"), {"sqlite": REFUSED}),
+    "float": (1.0625, _cols("DOUBLE PRECISION", "DOUBLE", "REAL"), {}),
+    # BOOLEAN is TINYINT(1) on MySQL and an INTEGER on SQLite
+    "bool": (True, _cols("BOOLEAN", "BOOLEAN", "BOOLEAN"), {"mysql": 1, "sqlite": 1}),
+    "none": (None, TEXT, {}),
+    # SQLite stores dates and times as ISO text and gives back that text
+    "date": (datetime.date(2024, 2, 29), _cols("DATE", "DATE", "DATE"),
              {"sqlite": "2024-02-29"}),
-    "datetime-naive": (NAIVE, {"postgresql": "TIMESTAMP", "mysql": "DATETIME(6)", "sqlite": "TIMESTAMP"},
+    "datetime-naive": (NAIVE, _cols("TIMESTAMP", "DATETIME(6)", "TIMESTAMP"),
                        {"sqlite": "2024-02-29 23:59:58.123456"}),
-    "datetime-aware": (AWARE, {"postgresql": "TIMESTAMPTZ", "mysql": "DATETIME(6)", "sqlite": "TEXT"},
+    # MySQL DATETIME has no offset: refused, as PyMySQL would store the wall clock
+    "datetime-aware": (AWARE, _cols("TIMESTAMPTZ", "DATETIME(6)", "TEXT"),
                        {"mysql": REFUSED, "sqlite": "2024-02-29 23:59:58.123456+02:00"}),
-    "time": (datetime.time(12, 34, 56, 789012), {"postgresql": "TIME", "mysql": "TIME(6)", "sqlite": "TIME"},
-             {"mysql": datetime.timedelta(hours=12, minutes=34, seconds=56, microseconds=789012),
-              "sqlite": "12:34:56.789012"}),
+    # PyMySQL reads TIME as a timedelta
+    "time": (MICRO_TIME, _cols("TIME", "TIME(6)", "TIME"),
+             {"mysql": AS_TIMEDELTA, "sqlite": "12:34:56.789012"}),
     "timedelta": (datetime.timedelta(days=1, seconds=5, microseconds=7),
-                  {"postgresql": "INTERVAL", "mysql": "TIME(6)", "sqlite": "TEXT"},
-                  {"sqlite": REFUSED}),
-    "uuid": (UID, {"postgresql": "UUID", "mysql": "CHAR(36)", "sqlite": "TEXT"},
-             {"mysql": str(UID), "sqlite": str(UID)}),
-    "json-dict": ({"a": [1, 2, {"b": "ü😀"}], "n": None}, {"postgresql": "JSONB", "mysql": "JSON", "sqlite": "TEXT"},
-                  {"mysql": REFUSED, "sqlite": REFUSED}),  # pass json.dumps(...) there
-    "json-list": ([1, "two", [3.5, True]], {"postgresql": "JSON", "mysql": "JSON", "sqlite": "TEXT"},
+                  _cols("INTERVAL", "TIME(6)", "TEXT"), {"sqlite": REFUSED}),
+    "uuid": (UID, _cols("UUID", "CHAR(36)", "TEXT"), {"mysql": str(UID), "sqlite": str(UID)}),
+    # dicts and lists are JSON only on PostgreSQL; elsewhere pass json.dumps(value)
+    "json-dict": ({"a": [1, 2, {"b": "ü😀"}], "n": None}, JSON,
                   {"mysql": REFUSED, "sqlite": REFUSED}),
-    "enum": (Color.RED, {"postgresql": "TEXT", "mysql": "TEXT", "sqlite": "TEXT"},
-             {"postgresql": REFUSED, "mysql": REFUSED, "sqlite": REFUSED}),  # .value, or Core Enum
-    "object": (object(), {"postgresql": "TEXT", "mysql": "TEXT", "sqlite": "TEXT"},
-               {"postgresql": REFUSED, "mysql": REFUSED, "sqlite": REFUSED}),
+    "json-list": ([1, "two", [3.5, True]], _cols("JSON", "JSON", "TEXT"),
+                  {"mysql": REFUSED, "sqlite": REFUSED}),
+    "enum": (Color.RED, TEXT, EVERYWHERE_REFUSED),  # pass .value, or use a Core Enum
+    "object": (object(), TEXT, EVERYWHERE_REFUSED),
 }  # fmt: skip
 
 
@@ -119,7 +130,9 @@ async def test_plain_sql_round_trip(db: Database, backend: str, case: str) -> No
 @pytest.mark.parametrize(
     ("column_sql", "value"), [("INTEGER[]", [1, -2, 2**31 - 1]), ("TEXT[]", ["a", "😀", ""])]
 )
-async def test_postgres_arrays_plain(db: Database, backend: str, column_sql: str, value: Any) -> None:
+async def test_postgres_arrays_plain(
+    db: Database, backend: str, column_sql: str, value: Any
+) -> None:
     await _fresh(db, "types_plain", column_sql, backend)
     await db.execute("INSERT INTO types_plain (id, v) VALUES (1, :v)", {"v": value})
     assert await db.fetch_val("SELECT v FROM types_plain") == value
