@@ -275,3 +275,20 @@ async def test_core_aware_datetime_mysql_refused(db: Database, backend: str) -> 
     table = await _core_table(db, backend, sa.DateTime(timezone=True))
     with pytest.raises(DataError, match="no time zone"):
         await db.execute(table.insert(), {"id": 1, "v": AWARE})
+
+
+async def test_execute_many_binary_and_refusal(db: Database, backend: str) -> None:
+    """execute_many goes through the same escaping and the same parameter check."""
+    await _fresh(db, "types_plain", BLOB[backend], backend)
+    blobs = [b"\x00\x01", b"'\\\x00", BIG_BYTES]
+    await db.execute_many(
+        "INSERT INTO types_plain (id, v) VALUES (:id, :v)",
+        [{"id": i, "v": b} for i, b in enumerate(blobs)],
+    )
+    rows = await db.fetch_all("SELECT v FROM types_plain ORDER BY id")
+    assert [bytes(r["v"]) for r in rows] == blobs
+    with pytest.raises(DataError, match=r":v|\$2"):
+        await db.execute_many(
+            "INSERT INTO types_plain (id, v) VALUES (:id, :v)",
+            [{"id": 10, "v": b"x"}, {"id": 11, "v": object()}],
+        )
