@@ -51,10 +51,25 @@ class Compiled:
         except KeyError as exc:
             raise ProgrammingError(f"missing value for query parameter :{exc.args[0]}") from None
         if self.processors is not None:
-            return [
-                p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
-            ]
+            try:
+                return [
+                    p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
+                ]
+            except (TypeError, ValueError, OverflowError, LookupError):
+                return [
+                    self._process(i, p, v)
+                    for i, (p, v) in enumerate(zip(self.processors, args, strict=True))
+                ]
         return args
+
+    def _process(self, index: int, processor: Processor, value: Any) -> Any:
+        """One bind processor (a Core column type's), its failure named by parameter."""
+        if processor is None:
+            return value
+        try:
+            return processor(value)
+        except (TypeError, ValueError, OverflowError, LookupError) as exc:
+            raise DataError(f"query parameter {_param_name(self, index)}: {exc}", orig=exc) from exc
 
     def meta(self, columns: Sequence[str]) -> RowMeta:
         """What the rows of one result share; built once per column list, not per call."""

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import types as sa_types
+from sqlalchemy.dialects.sqlite import DATETIME as SA_DATETIME
 from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
@@ -46,6 +48,8 @@ class SQLiteBackend:
         self._aiosqlite = import_driver("aiosqlite", "sqlite")
         self.url = url
         self.dialect = sa_aiosqlite.dialect()
+        # per instance: SQLAlchemy's own dialect class is left as it is
+        self.dialect.colspecs = {**self.dialect.colspecs, sa_types.DateTime: _NaiveDateTime}
         self.path = url.database or ":memory:"
         self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
@@ -217,3 +221,22 @@ def _kind(exc: sqlite3.Error, text: str) -> ErrorKind:
 
 def _columns(cursor: Any) -> list[str]:
     return [d[0] for d in cursor.description] if cursor.description else []
+
+
+class _NaiveDateTime(SA_DATETIME):
+    """SQLAlchemy's SQLite DATETIME, refusing aware values: it would store their wall clock
+    without the offset, another instant, and give back a naive datetime."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        process = super().bind_processor(dialect)
+
+        def refuse_aware(value: Any) -> Any:
+            if isinstance(value, datetime.datetime) and value.utcoffset() is not None:
+                raise ValueError(
+                    "SQLite DATETIME keeps no time zone; pass a naive value (e.g. in UTC)"
+                )
+            return process(value) if process is not None else value
+
+        return refuse_aware

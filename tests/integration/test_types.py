@@ -269,12 +269,26 @@ async def test_core_aware_datetime_and_arrays_postgres(db: Database, backend: st
         assert await db.fetch_val(sa.select(table.c.v)) == value
 
 
-@backends("mysql")
-async def test_core_aware_datetime_mysql_refused(db: Database, backend: str) -> None:
-    """MySQL DATETIME keeps no offset: an aware value is refused rather than shifted."""
+@backends("mysql", "sqlite")
+async def test_core_aware_datetime_refused_without_time_zones(db: Database, backend: str) -> None:
+    """MySQL DATETIME and SQLite keep no offset: an aware value is refused rather than
+    stored as its wall clock (another instant)."""
     table = await _core_table(db, backend, sa.DateTime(timezone=True))
-    with pytest.raises(DataError, match="no time zone"):
-        await db.execute(table.insert(), {"id": 1, "v": AWARE})
+    async with db.transaction():
+        with pytest.raises(DataError, match=r":v: .*no time zone"):
+            await db.execute(table.insert(), {"id": 1, "v": AWARE})
+        await db.execute(table.insert(), {"id": 2, "v": NAIVE})  # the transaction goes on
+    assert await db.fetch_val(sa.select(table.c.v)) == NAIVE
+
+
+async def test_core_bind_processor_errors_are_data_errors(db: Database, backend: str) -> None:
+    """A Core type refusing a value (an Enum given a value it does not have): DataError."""
+    table = await _core_table(db, backend, sa.Enum(Color, native_enum=False, validate_strings=True))
+    with pytest.raises(DataError, match="query parameter :v: "):
+        await db.execute(table.insert(), {"id": 1, "v": "purple"})
+    with pytest.raises(DataError, match="query parameter :v: "):
+        await db.execute_many(table.insert(), [{"id": 1, "v": Color.RED}, {"id": 2, "v": 3}])
+    assert await db.fetch_val(sa.select(sa.func.count()).select_from(table)) == 0
 
 
 async def test_execute_many_binary_and_refusal(db: Database, backend: str) -> None:
