@@ -301,6 +301,11 @@ async def test_execute_many_binary_and_refusal(db: Database, backend: str) -> No
     )
     rows = await db.fetch_all("SELECT v FROM types_plain ORDER BY id")
     assert [bytes(r["v"]) for r in rows] == blobs
+    # a streamed query (MySQL: the unbuffered cursor) escapes bytes parameters the same way
+    streamed = [
+        r["v"] async for r in db.iterate("SELECT v FROM types_plain WHERE v = :v", {"v": blobs[1]})
+    ]
+    assert streamed == [blobs[1]]
     with pytest.raises(DataError, match=r":v|\$2"):
         await db.execute_many(
             "INSERT INTO types_plain (id, v) VALUES (:id, :v)",
