@@ -19,7 +19,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.elements import TextClause
 
-from ._exceptions import ProgrammingError
+from ._exceptions import DataError, ProgrammingError
 from ._records import RowMeta
 
 __all__ = ["Compiled", "Compiler", "Query"]
@@ -40,6 +40,7 @@ class Compiled:
     result_processors: tuple[Processor, ...] | None  # by result column position
     compiled: Any  # SQLAlchemy's compiled object, for construct_params (constructs only)
     plain: bool = False  # SQL text: no typed columns, rows need no processing or Column keys
+    by_object: dict[int, int] | None = None  # id() of a selected column -> result position
     metas: dict[tuple[str, ...], RowMeta] = field(default_factory=dict, compare=False)
 
     def args(self, values: Mapping[str, Any] | None) -> list[Any]:
@@ -50,10 +51,25 @@ class Compiled:
         except KeyError as exc:
             raise ProgrammingError(f"missing value for query parameter :{exc.args[0]}") from None
         if self.processors is not None:
-            return [
-                p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
-            ]
+            try:
+                return [
+                    p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
+                ]
+            except (TypeError, ValueError, OverflowError, LookupError):
+                return [
+                    self._process(i, p, v)
+                    for i, (p, v) in enumerate(zip(self.processors, args, strict=True))
+                ]
         return args
+
+    def _process(self, index: int, processor: Processor, value: Any) -> Any:
+        """One bind processor (a Core column type's), its failure named by parameter."""
+        if processor is None:
+            return value
+        try:
+            return processor(value)
+        except (TypeError, ValueError, OverflowError, LookupError) as exc:
+            raise DataError(f"query parameter {_param_name(self, index)}: {exc}", orig=exc) from exc
 
     def meta(self, columns: Sequence[str]) -> RowMeta:
         """What the rows of one result share; built once per column list, not per call."""
@@ -61,20 +77,48 @@ class Compiled:
         meta = self.metas.get(key)
         if meta is None:
             processors = self.result_processors
+            by_object = self.by_object
             if processors is not None and len(processors) != len(columns):
                 processors = None
+            if by_object and max(by_object.values()) >= len(columns):
+                by_object = None
             if len(self.metas) >= 8:  # `SELECT *` over a table that keeps changing
                 self.metas.clear()
-            meta = self.metas[key] = RowMeta(columns, processors)
+            meta = self.metas[key] = RowMeta(columns, processors, by_object)
         return meta
 
 
 class Compiler:
-    """Compiles queries for one dialect, with an LRU cache."""
+    """Compiles queries for one dialect, with an LRU cache.
 
-    def __init__(self, dialect: Dialect) -> None:
+    `adapt`, if given, is the backend's parameter check: it turns one value into what the
+    driver is sure to encode, or raises TypeError/ValueError/OverflowError saying why not.
+    It runs here, before anything is sent, so the error can name the parameter and a
+    transaction is not doomed by a value the server never saw.
+    """
+
+    def __init__(self, dialect: Dialect, adapt: Callable[[Any], Any] | None = None) -> None:
         self.dialect = dialect
+        self._adapt = adapt
         self._cache: OrderedDict[Any, Compiled] = OrderedDict()
+
+    def _adapted(self, compiled: Compiled, args: list[Any]) -> list[Any]:
+        adapt = self._adapt
+        if adapt is None:
+            return args
+        try:
+            return [adapt(v) for v in args]
+        except (TypeError, ValueError, OverflowError):
+            pass
+        out = []
+        for i, value in enumerate(args):  # again, one by one, to name the culprit
+            try:
+                out.append(adapt(value))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise DataError(
+                    f"query parameter {_param_name(compiled, i)}: {exc}", orig=exc
+                ) from exc
+        return out
 
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> tuple[Compiled, list[Any]]:
         """Return the compiled query and its positional arguments for `values`."""
@@ -85,7 +129,7 @@ class Compiler:
                 raise ProgrammingError(
                     f"values given for parameters the query does not have: {sorted(unknown)}"
                 )
-            return compiled, compiled.args(values)
+            return compiled, self._adapted(compiled, compiled.args(values))
         if not isinstance(query, ClauseElement):
             raise ProgrammingError(
                 "a query must be a SQL string or a SQLAlchemy construct, "
@@ -108,7 +152,7 @@ class Compiler:
                     if isinstance(query, str)
                     else self._construct_args(compiled, query, values)
                 )
-                groups[-1][1].append(args)
+                groups[-1][1].append(self._adapted(compiled, args))
             else:
                 compiled, args = self.compile(query, values)
                 groups.append((compiled, [args]))
@@ -135,7 +179,7 @@ class Compiler:
         cache_key = _cache_key(query)
         if cache_key is None:  # DDL, or an element that opts out of caching
             compiled = self._compile_element(query, keys, None)
-            return compiled, self._construct_args(compiled, query, values)
+            return compiled, self._adapted(compiled, self._construct_args(compiled, query, values))
         compiled = self._cached(
             (cache_key.key, keys), lambda: self._compile_element(query, keys, cache_key)
         )
@@ -145,9 +189,10 @@ class Compiler:
             if values and hasattr(query, "params"):
                 query = query.params(**values)
             compiled = self._compile_element(query, (), None, postcompile=True)
-            return compiled, compiled.args(_construct_params(compiled.compiled, None, None))
+            args = compiled.args(_construct_params(compiled.compiled, None, None))
+            return compiled, self._adapted(compiled, args)
         params = _construct_params(compiled.compiled, values, cache_key.bindparams)
-        return compiled, compiled.args(params)
+        return compiled, self._adapted(compiled, compiled.args(params))
 
     def _construct_args(
         self, compiled: Compiled, query: ClauseElement, values: Mapping[str, Any] | None
@@ -185,7 +230,25 @@ class Compiler:
             result_processors=_result_processors(query, self.dialect),
             compiled=compiled,
             plain=query is None,
+            by_object=_result_positions(compiled) if query is not None else None,
         )
+
+
+def _result_positions(compiled: Any) -> dict[int, int] | None:
+    """Map each SQLAlchemy object a result column stands for to that column's position;
+    the first wins. The objects live as long as the (cached) compiled query, so do their ids."""
+    positions: dict[int, int] = {}
+    for i, column in enumerate(getattr(compiled, "_result_columns", None) or ()):
+        for obj in column[2]:  # ResultColumn.objects
+            positions.setdefault(id(obj), i)
+    return positions or None
+
+
+def _param_name(compiled: Compiled, index: int) -> str:
+    """`:name` for a named parameter, else its 1-based position."""
+    if index < len(compiled.names):
+        return f":{compiled.names[index]}"
+    return f"#{index + 1}"
 
 
 def _construct_params(compiled: Any, values: Mapping[str, Any] | None, extracted: Any) -> Any:

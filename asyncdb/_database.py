@@ -79,7 +79,9 @@ class Database:
             reconnect=self._pool_options.get("reconnect", "fail_fast"),
         )
         self._pool_options.update(hooks=self._hooks, log_parameters=log_parameters)
-        self._compiler = Compiler(self._backend.dialect)
+        self._compiler = Compiler(
+            self._backend.dialect, getattr(self._backend, "adapt_parameter", None)
+        )
         self._pool: Pool | None = None
         self._connections: weakref.WeakKeyDictionary[asyncio.Task[Any], Connection] = (
             weakref.WeakKeyDictionary()

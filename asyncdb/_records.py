@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Record", "RowMeta"]
+__all__ = ["Record", "RowMapping", "RowMeta"]
 
 
 class RowMeta:
     """What all rows of one result share: column names, their positions, result processors."""
 
-    __slots__ = ("index", "keys", "processors")
+    __slots__ = ("by_object", "index", "keys", "processors")
 
     def __init__(
         self,
         keys: Sequence[str],
         processors: Sequence[Callable[[Any], Any] | None] | None = None,
+        by_object: Mapping[int, int] | None = None,
     ) -> None:
         self.keys = tuple(keys)
+        # id() of each selected SQLAlchemy column -> its position: in a join, two tables'
+        # `title` columns share a name but not an object
+        self.by_object = by_object or {}
         # The first column wins when two share a name, as in the drivers' own records.
         self.index: dict[str, int] = {}
         for i, key in enumerate(self.keys):
@@ -59,6 +63,9 @@ class Record(Mapping[str, Any]):
                 raise KeyError(f"no column named {key!r} in this row") from None
         if isinstance(key, int | slice):
             return self._values[key]
+        position = self._meta.by_object.get(id(key))
+        if position is not None:
+            return self._values[position]
         name = getattr(key, "name", None)  # a SQLAlchemy column or label
         if isinstance(name, str):
             return self[name]
@@ -104,8 +111,57 @@ class Record(Mapping[str, Any]):
 
     @property
     def _mapping(self) -> Mapping[str, Any]:
-        return dict(self.items())
+        return RowMapping(self._meta.keys, self.values())
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.items())
         return f"<Record {inner}>"
+
+
+class RowMapping(Mapping[str, Any]):
+    """`row._mapping`: every column in order, even when two share a name.
+
+    `keys()`, `values()` and `items()` list each column (`SELECT 1 AS id, 2 AS id` gives
+    `["id", "id"]` and `[1, 2]`); looking a name up, and so `dict(row._mapping)`, gives the
+    first column of that name, as `row["id"]` does.
+    """
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, keys: Sequence[str], values: Sequence[Any]) -> None:
+        self._keys = tuple(keys)
+        self._values = tuple(values)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[self._keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def keys(self) -> Any:
+        return self._keys
+
+    def values(self) -> Any:
+        return self._values
+
+    def items(self) -> Any:
+        return tuple(zip(self._keys, self._values, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self) == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RowMapping({list(self.items())!r})"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
+import uuid
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
@@ -24,6 +29,20 @@ _DISCONNECT_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2014, 2045, 2
 # so it is treated as losing the transaction too (the safe side).
 _CONFLICT_CODES = frozenset({1213, 1205})
 _DISCONNECT_TEXTS = ("not connected", "cancelled during execution", "already closed", "(0, '')")
+_FIELD_TYPE_JSON = 245  # MySQL's JSON column type; MariaDB reports LONGTEXT instead
+# None, bool, int, float, Decimal, str, bytes, date/datetime, time, timedelta: PyMySQL's own.
+_SCALARS = (
+    type(None),
+    bool,
+    int,
+    float,
+    Decimal,
+    str,
+    bytes,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+)
 
 
 class MySQLBackend:
@@ -43,7 +62,36 @@ class MySQLBackend:
         self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
 
     async def connect(self) -> Any:
-        return await self._aiomysql.connect(**self._connect_kwargs)
+        raw = await self._aiomysql.connect(**self._connect_kwargs)
+        # JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
+        # PyMySQL's module-level dict, shared with every other user of PyMySQL.
+        raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
+        return raw
+
+    @staticmethod
+    def adapt_parameter(value: Any) -> Any:
+        """Refuse what PyMySQL would store as its str() (an `object()`, a list...)."""
+        if isinstance(value, _SCALARS):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"MySQL cannot store the float {value!r}")
+            if isinstance(value, datetime.datetime | datetime.time) and value.tzinfo:
+                # PyMySQL would drop the offset and store the wall clock: another instant
+                raise ValueError(
+                    "MySQL DATETIME has no time zone; pass a naive value (e.g. in UTC)"
+                )
+            return value
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)  # CHAR(36) text; a Core Uuid column stores its own form
+        raise TypeError(
+            f"a {type(value).__name__} cannot be sent to MySQL"
+            + (
+                " (pass json.dumps(value), or use a JSON column in Core)"
+                if isinstance(value, dict | list | tuple)
+                else ""
+            )
+        )
 
     async def close(self, raw: Any) -> None:
         await raw.ensure_closed()
@@ -155,9 +203,22 @@ def _quiet_cursors(aiomysql: Any) -> tuple[type, type]:
     async def _show_warnings(self: Any, conn: Any) -> None:
         return None
 
-    cursor = type("Cursor", (aiomysql.Cursor,), {"_show_warnings": _show_warnings})
-    stream = type("SSCursor", (aiomysql.SSCursor,), {"_show_warnings": _show_warnings})
+    def _escape_args(self: Any, args: Any, conn: Any) -> Any:
+        return tuple(_escape(arg, conn) for arg in args)
+
+    body = {"_show_warnings": _show_warnings, "_escape_args": _escape_args}
+    cursor = type("Cursor", (aiomysql.Cursor,), body)
+    stream = type("SSCursor", (aiomysql.SSCursor,), body)
     return cursor, stream
+
+
+def _escape(value: Any, conn: Any) -> str:
+    """One SQL literal. aiomysql's own escape() calls a PyMySQL helper that PyMySQL 1.1+
+    replaced by a string, so bytes are escaped here; the rest is PyMySQL's encoders."""
+    if isinstance(value, bytes):
+        return "_binary X'" + value.hex() + "'"
+    literal: str = conn.escape(value)
+    return literal
 
 
 def _columns(cursor: Any) -> list[str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
 
+from .._records import RowMapping
 from .._url import DatabaseURL
 from ._common import detach_transport, import_driver, isolation_sql, parse_bool
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
@@ -184,17 +185,22 @@ def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]
 
 
 async def _set_json_codecs(raw: Any) -> None:
+    def encode_json(value: Any) -> bytes:
+        # a str is JSON text already (what SQLAlchemy's JSON type sends); anything else is
+        # a value to serialize, so plain SQL can pass dicts and lists as it gets them back
+        return (value if isinstance(value, str) else json.dumps(value)).encode()
+
     def decode_json(value: bytes) -> Any:
         return json.loads(value.decode())
 
-    def encode_jsonb(value: str) -> bytes:
-        return b"\x01" + value.encode()
+    def encode_jsonb(value: Any) -> bytes:
+        return b"\x01" + encode_json(value)
 
     def decode_jsonb(value: bytes) -> Any:
         return json.loads(value[1:].decode())
 
     await raw.set_type_codec(
-        "json", encoder=str.encode, decoder=decode_json, schema="pg_catalog", format="binary"
+        "json", encoder=encode_json, decoder=decode_json, schema="pg_catalog", format="binary"
     )
     await raw.set_type_codec(
         "jsonb", encoder=encode_jsonb, decoder=decode_jsonb, schema="pg_catalog", format="binary"
@@ -218,8 +224,9 @@ def _record_class(asyncpg: Any) -> type:
             return iter(self.keys())  # a Mapping, like asyncdb.Record
 
         @property
-        def _mapping(self) -> dict[str, Any]:
-            return dict(self.items())
+        def _mapping(self) -> Mapping[str, Any]:
+            # asyncpg's own items() gives each name's *last* value when names repeat
+            return RowMapping(tuple(self.keys()), tuple(self.values()))
 
     PostgresRecord.__name__ = PostgresRecord.__qualname__ = "Record"
     return PostgresRecord

@@ -8,10 +8,14 @@ runs in autocommit mode (`isolation_level=None`) so that only asyncdb opens tran
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import types as sa_types
+from sqlalchemy.dialects.sqlite import DATETIME as SA_DATETIME
 from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
@@ -28,6 +32,7 @@ _ISOLATION = {
     "deferred": "BEGIN DEFERRED",
     "exclusive": "BEGIN EXCLUSIVE",
 }
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -43,11 +48,31 @@ class SQLiteBackend:
         self._aiosqlite = import_driver("aiosqlite", "sqlite")
         self.url = url
         self.dialect = sa_aiosqlite.dialect()
+        # per instance: SQLAlchemy's own dialect class is left as it is
+        self.dialect.colspecs = {**self.dialect.colspecs, sa_types.DateTime: _NaiveDateTime}
         self.path = url.database or ":memory:"
         self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def adapt_parameter(value: Any) -> Any:
+        """sqlite3's own types, plus dates and times as ISO text (what its default adapters,
+        deprecated in Python 3.12, produced), without touching sqlite3's global registry."""
+        if value is None or isinstance(value, int | float | str | bytes):
+            if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+                raise OverflowError("the int does not fit SQLite's 64-bit INTEGER")
+            return value
+        if isinstance(value, datetime.datetime):
+            return value.isoformat(" ")
+        if isinstance(value, datetime.date | datetime.time):
+            return value.isoformat()
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError(f"a {type(value).__name__} cannot be sent to SQLite")
 
     async def connect(self) -> Any:
         raw = await self._aiosqlite.connect(
@@ -196,3 +221,22 @@ def _kind(exc: sqlite3.Error, text: str) -> ErrorKind:
 
 def _columns(cursor: Any) -> list[str]:
     return [d[0] for d in cursor.description] if cursor.description else []
+
+
+class _NaiveDateTime(SA_DATETIME):
+    """SQLAlchemy's SQLite DATETIME, refusing aware values: it would store their wall clock
+    without the offset, another instant, and give back a naive datetime."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        process = super().bind_processor(dialect)
+
+        def refuse_aware(value: Any) -> Any:
+            if isinstance(value, datetime.datetime) and value.utcoffset() is not None:
+                raise ValueError(
+                    "SQLite DATETIME keeps no time zone; pass a naive value (e.g. in UTC)"
+                )
+            return process(value) if process is not None else value
+
+        return refuse_aware
