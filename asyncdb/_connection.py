@@ -156,7 +156,15 @@ class Connection:
         """The driver's connection while one is checked out (inside `async with conn:`)."""
         if self._pooled is None:
             raise InterfaceError("no raw connection checked out; use 'async with conn:' first")
+        # What user code does with it is unknown: the pool resets the session before reuse.
+        self._pooled.dirty = True
         return self._pooled.raw
+
+    def _mark(self, query: Compiled | None) -> None:
+        """Note on the checked-out connection that it needs a reset before the next user."""
+        pooled = self._pooled
+        if pooled is not None and (query is None or query.dirty or self._pool.reset_always):
+            pooled.dirty = True
 
     # -- queries -------------------------------------------------------------------------
 
@@ -165,7 +173,7 @@ class Connection:
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
         return self._records(compiled, columns, rows)
 
     async def fetch_one(
@@ -173,7 +181,7 @@ class Connection:
     ) -> Record | None:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
         return self._records(compiled, columns, rows[:1])[0] if rows else None
 
     async def fetch_val(
@@ -187,7 +195,7 @@ class Connection:
         """Run a statement. Returns lastrowid on MySQL and SQLite, and the first value of the
         first row on PostgreSQL (as encode/databases does)."""
         compiled, args = self._compiler.compile(query, values)
-        return await self._run(self._backend.execute, compiled.sql, args)
+        return await self._run(self._backend.execute, compiled.sql, args, query=compiled)
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping in `values`."""
@@ -197,11 +205,12 @@ class Connection:
             return
         groups = self._compiler.compile_many(query, values)
         if len(groups) == 1:
-            await self._run(self._backend.execute_many, groups[0][0].sql, groups[0][1])
+            compiled, args_list = groups[0]
+            await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
             return
         async with self:  # one checkout for all groups
             for compiled, args_list in groups:
-                await self._run(self._backend.execute_many, compiled.sql, args_list)
+                await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
@@ -213,6 +222,7 @@ class Connection:
         """
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
+            self._mark(compiled)
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
             try:
                 while True:
@@ -376,13 +386,21 @@ class Connection:
         return status
 
     async def _run(
-        self, op: Callable[..., Awaitable[T]], *args: Any, check_failed: bool = True
+        self,
+        op: Callable[..., Awaitable[T]],
+        *args: Any,
+        check_failed: bool = True,
+        query: Compiled | None = None,
     ) -> T:
+        """Run a driver call; `query` is the compiled statement (None for asyncdb's own
+        transaction commands, which leave no session state behind)."""
         if check_failed and self._failed is not None:
             raise self._refusal()
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         async with self._statement() as raw:
+            if query is not None or self._pool.reset_always:
+                self._mark(query)
             if observed:
                 return await self._run_observed(raw, op, args)
             try:

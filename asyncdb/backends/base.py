@@ -105,6 +105,13 @@ class Backend(Protocol):
     def in_transaction(self, raw: Any) -> bool:
         """Tell, without I/O, whether the server has a transaction open on the connection."""
 
+    async def reset(self, raw: Any) -> Any:
+        """Undo every piece of session state a statement may have left (settings, role,
+        listeners, locks, temp objects, prepared statements, user variables, attached
+        databases...) so that the next task gets a pristine session; return the raw
+        connection to keep (the same one, or a fresh one that replaced it). Raise if it
+        cannot: the pool then closes the connection."""
+
     async def ping(self, raw: Any) -> None:
         """Run the cheapest round trip; raise the driver's error if the line is dead."""
 

@@ -24,6 +24,7 @@ _DISCONNECT_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2014, 2045, 2
 # so it is treated as losing the transaction too (the safe side).
 _CONFLICT_CODES = frozenset({1213, 1205})
 _DISCONNECT_TEXTS = ("not connected", "cancelled during execution", "already closed", "(0, '')")
+_COM_RESET_CONNECTION = 0x1F
 
 
 class MySQLBackend:
@@ -58,6 +59,14 @@ class MySQLBackend:
 
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
+
+    async def reset(self, raw: Any) -> Any:
+        # COM_RESET_CONNECTION: user variables, session variables, named locks, temp tables
+        # and prepared statements go; the login and charset stay. PyMySQL has no call for it.
+        await raw._execute_command(_COM_RESET_CONNECTION, "")
+        await raw._read_ok_packet()
+        await raw.autocommit(True)  # back to the server default: make sure it is still on
+        return raw
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)

@@ -28,6 +28,15 @@ _ISOLATION = {
     "deferred": "BEGIN DEFERRED",
     "exclusive": "BEGIN EXCLUSIVE",
 }
+# Pragmas reset to SQLite's defaults on an in-memory connection (a file one is reopened).
+_DEFAULT_PRAGMAS = (
+    "PRAGMA foreign_keys = OFF",
+    "PRAGMA recursive_triggers = OFF",
+    "PRAGMA case_sensitive_like = OFF",
+    "PRAGMA temp_store = DEFAULT",
+    "PRAGMA query_only = OFF",
+    "PRAGMA defer_foreign_keys = OFF",
+)
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -80,6 +89,34 @@ class SQLiteBackend:
                 connection.rollback()
 
         await raw._execute(reset)  # queued behind the interrupted call: runs once it is done
+
+    async def reset(self, raw: Any) -> Any:
+        if not self.is_memory:
+            # A file database: a fresh connection is the only reset that forgets every
+            # pragma, attached database, temp object and loaded extension.
+            fresh = await self.connect()
+            await self.close(raw)
+            return fresh
+        # An in-memory database lives in this connection: clean up in place.
+        conn = raw._conn
+
+        def clean() -> None:
+            attached = [row[1] for row in conn.execute("PRAGMA database_list").fetchall()]
+            for name in attached:
+                if name not in ("main", "temp"):
+                    conn.execute(f'DETACH DATABASE "{name}"')
+            temp = conn.execute(
+                "SELECT type, name FROM sqlite_temp_master WHERE type IN ('table', 'view')"
+                " AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+            for kind, name in temp:
+                conn.execute(f'DROP {kind.upper()} IF EXISTS temp."{name}"')
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            for pragma in _DEFAULT_PRAGMAS:
+                conn.execute(pragma)
+
+        await raw._execute(clean)
+        return raw
 
     def in_transaction(self, raw: Any) -> bool:
         connection = raw._connection
