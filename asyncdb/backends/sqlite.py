@@ -31,6 +31,7 @@ _ISOLATION = {
 # Pragmas reset to SQLite's defaults on an in-memory connection (a file one is reopened).
 _DEFAULT_PRAGMAS = (
     "PRAGMA foreign_keys = OFF",
+    "PRAGMA cache_size = -2000",
     "PRAGMA recursive_triggers = OFF",
     "PRAGMA case_sensitive_like = OFF",
     "PRAGMA temp_store = DEFAULT",
