@@ -66,6 +66,7 @@ class Connection:
         self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
         self._turn_owner: Transaction | None = None
         self._gate: asyncio.Lock | None = None  # the backend's writer gate, while we hold it
+        self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
         self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
         self._failed: tuple[int, DatabaseError | BaseException] | None = None
 
@@ -260,7 +261,8 @@ class Connection:
         self._users += 1
         try:
             if not self._levels:
-                await self._pass_gate(options)  # before the checkout: wait without a connection
+                await self._pass_gate(self._backend.transaction_gate(options))  # no conn held
+                self._write_gate = self._backend.write_gate(options) if self._gate is None else None
             await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
@@ -279,8 +281,7 @@ class Connection:
             self._maybe_release()
             raise
 
-    async def _pass_gate(self, options: TransactionOptions) -> None:
-        gate = self._backend.transaction_gate(options)
+    async def _pass_gate(self, gate: tuple[asyncio.Lock, float] | None) -> None:
         if gate is None:
             return
         lock, timeout = gate
@@ -295,6 +296,7 @@ class Connection:
         self._gate = lock
 
     def _leave_gate(self) -> None:
+        self._write_gate = None
         if self._gate is not None:
             gate, self._gate = self._gate, None
             gate.release()
@@ -396,6 +398,10 @@ class Connection:
         transaction commands, which leave no session state behind)."""
         if check_failed and self._failed is not None:
             raise self._refusal()
+        if query is not None and query.write and self._write_gate is not None and self._levels:
+            # A deferred transaction's first write: join the writers' line before sending it.
+            await self._pass_gate(self._write_gate)
+            self._write_gate = None
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         async with self._statement() as raw:

@@ -144,3 +144,7 @@ class Backend(Protocol):
         """A lock (and how long to wait for it) that outermost transactions with these options
         take before BEGIN, where the database admits one writer at a time (SQLite): waiting
         in line in the event loop beats polling the file lock from every connection."""
+
+    def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        """The same lock, for a transaction that did not take it at BEGIN: taken before its
+        first write statement, so readers never wait in line behind writers."""

@@ -127,6 +127,9 @@ class MySQLBackend:
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
 
+    def write_gate(self, options: TransactionOptions) -> None:
+        return None
+
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         err = self._err
         if isinstance(exc, OSError):

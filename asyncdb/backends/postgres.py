@@ -150,6 +150,9 @@ class PostgresBackend:
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
 
+    def write_gate(self, options: TransactionOptions) -> None:
+        return None
+
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         asyncpg = self._asyncpg
         if isinstance(exc, asyncpg.PostgresError):

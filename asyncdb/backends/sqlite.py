@@ -181,7 +181,8 @@ class SQLiteBackend:
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:
         if options.isolation is None:
-            return ["BEGIN DEFERRED" if options.readonly else "BEGIN IMMEDIATE"]
+            # Deferred: readers never wait; the first write joins the writers' line.
+            return ["BEGIN DEFERRED"]
         name = options.isolation.lower().replace(" ", "_")
         if name not in _ISOLATION:
             raise InterfaceError(
@@ -191,7 +192,17 @@ class SQLiteBackend:
         return [_ISOLATION[name]]
 
     def transaction_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
-        if self.is_memory or options.readonly or options.isolation == "deferred":
+        if options.isolation is None or options.isolation == "deferred":
+            return None  # deferred: the gate is taken at the first write (write_gate)
+        return self._writers(options)
+
+    def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        if options.isolation is not None:
+            return None  # deferred by name: as before, no line at all
+        return self._writers(options)
+
+    def _writers(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        if self.is_memory or options.readonly:
             return None  # one shared connection, or a reader: nothing to line up for
         loop = asyncio.get_running_loop()
         if self._gate is None or self._gate_loop is not loop:  # new loop, or a forked child

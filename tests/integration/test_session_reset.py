@@ -47,7 +47,10 @@ PG_STATE = {
         "SET SESSION AUTHORIZATION pg_monitor",
         sql_probe("SELECT session_user"),
     ),
-    "listen": ("LISTEN asyncdb_reset_chan", sql_probe("SELECT count(*) FROM pg_listening_channels()")),
+    "listen": (
+        "LISTEN asyncdb_reset_chan",
+        sql_probe("SELECT count(*) FROM pg_listening_channels()"),
+    ),
     "advisory_lock": (
         "SELECT pg_advisory_lock(4242)",
         sql_probe(
@@ -274,9 +277,12 @@ async def test_asyncpg_statement_cache_survives_reset(db_url: str) -> None:
         assert db.pool_stats()["resets"] == 1
         for a in range(3):
             assert await in_task(db.fetch_val(query, {"a": a})) == a + 1
-        assert await in_task(
-            db.fetch_val("SELECT count(*) FROM pg_prepared_statements WHERE from_sql")
-        ) == 0
+        assert (
+            await in_task(
+                db.fetch_val("SELECT count(*) FROM pg_prepared_statements WHERE from_sql")
+            )
+            == 0
+        )
 
 
 # -- on_connect ------------------------------------------------------------------------------
