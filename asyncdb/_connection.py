@@ -405,8 +405,8 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         async with self._statement() as raw:
-            if query is not None or self._pool.reset_always:
-                self._mark(query)
+            if (query is not None and query.dirty) or self._pool.reset_always:
+                self._mark(None)
             if observed:
                 return await self._run_observed(raw, op, args)
             try:
