@@ -233,6 +233,10 @@ class Pool:
             self._drop(conn)
             self._grant(None)
             return
+        if self._closed:  # close() is waiting for us: close gracefully, as it would
+            self._size -= 1
+            await self._close_quietly(conn.raw)
+            return
         conn.last_used = time.monotonic()
         self._grant(conn)
 
@@ -244,9 +248,9 @@ class Pool:
             if self.on_connect is not None:
                 await self.on_connect(conn.raw)
         except BaseException:
-            self.backend.terminate(conn.raw)
+            await self._close_quietly(conn.raw)
             if conn.raw is not raw:
-                self.backend.terminate(raw)
+                await self._close_quietly(raw)
             raise
         conn.dirty = False
         self._stats["resets"] += 1
@@ -395,11 +399,20 @@ class Pool:
             try:
                 await self.on_connect(raw)
             except BaseException as exc:
-                self.backend.terminate(raw)  # half set up: nobody may use it
+                await self._close_quietly(raw)  # half set up: nobody may use it
                 if isinstance(exc, Exception):
                     raise _OnConnectFailed() from exc
                 raise
         return raw
+
+    async def _close_quietly(self, raw: Any) -> None:
+        """Close gracefully (so no driver thread outlives us), or abort if that fails."""
+        if self.backend.is_closed(raw):
+            return
+        try:
+            await asyncio.wait_for(self.backend.close(raw), 5)
+        except CLIENT_EXCEPTIONS:
+            self.backend.terminate(raw)
 
     def _adopt(self, attempt: asyncio.Future[Any]) -> None:
         if attempt.cancelled() or attempt.exception() is not None:
