@@ -91,7 +91,6 @@ SQLITE_STATE = {
     "temp_table": ("CREATE TEMP TABLE reset_tmp (a int)", table_probe("reset_tmp")),
 }
 STATE = {"postgresql": PG_STATE, "mysql": MYSQL_STATE, "sqlite": SQLITE_STATE}
-CASES = [(b, k) for b, cases in STATE.items() for k in cases]
 
 
 async def settled(db: Database) -> None:
@@ -113,19 +112,9 @@ async def session_id(db: Database) -> Any:
     return await db.fetch_val(sql)
 
 
-def _url(backend: str, db_url: str, memory: bool) -> str:
-    return "sqlite:///:memory:" if memory else db_url
-
-
-@pytest.mark.parametrize("memory", [False, True], ids=["file", "memory"])
-@pytest.mark.parametrize("case", sorted({k for _, k in CASES}))
-async def test_session_state_does_not_cross_tasks(
-    backend: str, db_url: str, case: str, memory: bool
-) -> None:
-    if case not in STATE[backend] or (memory and backend != "sqlite"):
-        pytest.skip("no such state on this backend")
+async def check_state_does_not_cross(url: str, backend: str, case: str) -> None:
     statement, probe = STATE[backend][case]
-    async with Database(_url(backend, db_url, memory), max_size=1) as db:
+    async with Database(url, max_size=1) as db:
         pristine = await in_task(probe(db))
         first_id = await in_task(session_id(db))
 
@@ -144,6 +133,27 @@ async def test_session_state_does_not_cross_tasks(
         assert seen == pristine
         if backend != "sqlite":
             assert second_id == first_id  # reset in place, not by reconnecting
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("case", PG_STATE)
+async def test_postgresql_session_state_does_not_cross_tasks(db_url: str, case: str) -> None:
+    await check_state_does_not_cross(db_url, "postgresql", case)
+
+
+@backends("mysql")
+@pytest.mark.parametrize("case", MYSQL_STATE)
+async def test_mysql_session_state_does_not_cross_tasks(db_url: str, case: str) -> None:
+    await check_state_does_not_cross(db_url, "mysql", case)
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("memory", [False, True], ids=["file", "memory"])
+@pytest.mark.parametrize("case", SQLITE_STATE)
+async def test_sqlite_session_state_does_not_cross_tasks(
+    db_url: str, case: str, memory: bool
+) -> None:
+    await check_state_does_not_cross("sqlite:///:memory:" if memory else db_url, "sqlite", case)
 
 
 async def test_common_path_sends_no_reset(db_url: str) -> None:
@@ -305,14 +315,19 @@ async def _on_connect(raw: Any) -> None:
         await raw.execute("PRAGMA cache_size = -4321")
 
 
-@pytest.mark.parametrize("memory", [False, True], ids=["file", "memory"])
 async def test_on_connect_state_seen_by_every_task_and_survives_reset(
-    backend: str, db_url: str, memory: bool
+    backend: str, db_url: str
 ) -> None:
-    if memory and backend != "sqlite":
-        pytest.skip("sqlite only")
+    await check_on_connect(backend, db_url)
+
+
+async def test_on_connect_state_survives_reset_in_memory() -> None:
+    await check_on_connect("sqlite", "sqlite:///:memory:")
+
+
+async def check_on_connect(backend: str, url: str) -> None:
     probe, expected = ON_CONNECT[backend]
-    async with Database(_url(backend, db_url, memory), max_size=1, on_connect=_on_connect) as db:
+    async with Database(url, max_size=1, on_connect=_on_connect) as db:
         for _ in range(3):
             assert await in_task(db.fetch_val(probe)) == expected
         statement = STATE[backend]["temp_table"][0]
