@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from ._exceptions import DataError, ProgrammingError
 from ._records import RowMeta
+from ._statements import classify
 
 __all__ = ["Compiled", "Compiler", "Query"]
 
@@ -41,6 +42,10 @@ class Compiled:
     compiled: Any  # SQLAlchemy's compiled object, for construct_params (constructs only)
     plain: bool = False  # SQL text: no typed columns, rows need no processing or Column keys
     by_object: dict[int, int] | None = None  # id() of a selected column -> result position
+    # May change session state (the pool then resets the connection before reuse) / may
+    # write (SQLite: the transaction joins the writers' line first); see asyncdb._statements.
+    dirty: bool = True
+    write: bool = True
     metas: dict[tuple[str, ...], RowMeta] = field(default_factory=dict, compare=False)
 
     def args(self, values: Mapping[str, Any] | None) -> list[Any]:
@@ -213,7 +218,8 @@ class Compiler:
             kwargs["compile_kwargs"] = {"render_postcompile": True}
         compiled = query.compile(**kwargs)
         if getattr(compiled, "post_compile_params", None) and not postcompile:
-            return Compiled(compiled.string, (), None, None, None)
+            dirty, write = classify(compiled.string)
+            return Compiled(compiled.string, (), None, None, None, dirty=dirty, write=write)
         return self._finish(compiled, query)
 
     def _finish(self, compiled: Any, query: ClauseElement | None) -> Compiled:
@@ -223,6 +229,7 @@ class Compiler:
             found = [_bind_processor(compiled.binds.get(n), self.dialect) for n in names]
             if any(p is not None for p in found):
                 processors = tuple(found)
+        dirty, write = classify(compiled.string)
         return Compiled(
             sql=compiled.string,
             names=names,
@@ -231,6 +238,8 @@ class Compiler:
             compiled=compiled,
             plain=query is None,
             by_object=_result_positions(compiled) if query is not None else None,
+            dirty=dirty,
+            write=write,
         )
 
 

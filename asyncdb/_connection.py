@@ -66,6 +66,7 @@ class Connection:
         self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
         self._turn_owner: Transaction | None = None
         self._gate: asyncio.Lock | None = None  # the backend's writer gate, while we hold it
+        self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
         self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
         self._failed: tuple[int, DatabaseError | BaseException] | None = None
 
@@ -156,7 +157,15 @@ class Connection:
         """The driver's connection while one is checked out (inside `async with conn:`)."""
         if self._pooled is None:
             raise InterfaceError("no raw connection checked out; use 'async with conn:' first")
+        # What user code does with it is unknown: the pool resets the session before reuse.
+        self._pooled.dirty = True
         return self._pooled.raw
+
+    def _mark(self, query: Compiled | None) -> None:
+        """Note on the checked-out connection that it needs a reset before the next user."""
+        pooled = self._pooled
+        if pooled is not None and (query is None or query.dirty or self._pool.reset_always):
+            pooled.dirty = True
 
     # -- queries -------------------------------------------------------------------------
 
@@ -165,7 +174,7 @@ class Connection:
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
         return self._records(compiled, columns, rows)
 
     async def fetch_one(
@@ -173,7 +182,7 @@ class Connection:
     ) -> Record | None:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args)
+        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
         return self._records(compiled, columns, rows[:1])[0] if rows else None
 
     async def fetch_val(
@@ -187,7 +196,7 @@ class Connection:
         """Run a statement. Returns lastrowid on MySQL and SQLite, and the first value of the
         first row on PostgreSQL (as encode/databases does)."""
         compiled, args = self._compiler.compile(query, values)
-        return await self._run(self._backend.execute, compiled.sql, args)
+        return await self._run(self._backend.execute, compiled.sql, args, query=compiled)
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping in `values`."""
@@ -197,11 +206,12 @@ class Connection:
             return
         groups = self._compiler.compile_many(query, values)
         if len(groups) == 1:
-            await self._run(self._backend.execute_many, groups[0][0].sql, groups[0][1])
+            compiled, args_list = groups[0]
+            await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
             return
         async with self:  # one checkout for all groups
             for compiled, args_list in groups:
-                await self._run(self._backend.execute_many, compiled.sql, args_list)
+                await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
 
     async def iterate(
         self, query: Query, values: Mapping[str, Any] | None = None
@@ -213,6 +223,7 @@ class Connection:
         """
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
+            self._mark(compiled)
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
             try:
                 while True:
@@ -250,7 +261,8 @@ class Connection:
         self._users += 1
         try:
             if not self._levels:
-                await self._pass_gate(options)  # before the checkout: wait without a connection
+                await self._pass_gate(self._backend.transaction_gate(options))  # no conn held
+                self._write_gate = self._backend.write_gate(options) if self._gate is None else None
             await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
@@ -269,8 +281,7 @@ class Connection:
             self._maybe_release()
             raise
 
-    async def _pass_gate(self, options: TransactionOptions) -> None:
-        gate = self._backend.transaction_gate(options)
+    async def _pass_gate(self, gate: tuple[asyncio.Lock, float] | None) -> None:
         if gate is None:
             return
         lock, timeout = gate
@@ -285,6 +296,7 @@ class Connection:
         self._gate = lock
 
     def _leave_gate(self) -> None:
+        self._write_gate = None
         if self._gate is not None:
             gate, self._gate = self._gate, None
             gate.release()
@@ -376,13 +388,25 @@ class Connection:
         return status
 
     async def _run(
-        self, op: Callable[..., Awaitable[T]], *args: Any, check_failed: bool = True
+        self,
+        op: Callable[..., Awaitable[T]],
+        *args: Any,
+        check_failed: bool = True,
+        query: Compiled | None = None,
     ) -> T:
+        """Run a driver call; `query` is the compiled statement (None for asyncdb's own
+        transaction commands, which leave no session state behind)."""
         if check_failed and self._failed is not None:
             raise self._refusal()
+        if query is not None and query.write and self._write_gate is not None and self._levels:
+            # A deferred transaction's first write: join the writers' line before sending it.
+            await self._pass_gate(self._write_gate)
+            self._write_gate = None
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         async with self._statement() as raw:
+            if (query is not None and query.dirty) or self._pool.reset_always:
+                self._mark(None)
             if observed:
                 return await self._run_observed(raw, op, args)
             try:

@@ -12,7 +12,7 @@ from ._compile import Compiler, Query
 from ._connection import Connection
 from ._exceptions import InterfaceError
 from ._hooks import Hook, Hooks
-from ._pool import Pool, check_options, fork_generation
+from ._pool import RESET_MODES, OnConnect, Pool, check_options, fork_generation
 from ._records import Record
 from ._transaction import Transaction
 from ._url import DatabaseURL
@@ -30,6 +30,7 @@ _POOL_OPTIONS = (
     "pre_ping",
     "reconnect",
     "reconnect_timeout",
+    "reset",
 )
 
 
@@ -46,7 +47,10 @@ class Database:
     before a connection is recycled), `pre_ping` (ping a connection idle for more than
     this many seconds before handing it out; `false` to turn off), plus backend options:
     `ssl`, `connect_timeout`, `statement_cache_size` and `command_timeout` (PostgreSQL),
-    `charset` and `unix_socket` (MySQL), `busy_timeout` (SQLite).
+    `charset` and `unix_socket` (MySQL), `busy_timeout` (SQLite). `reset` ("auto" or
+    "always") says when a released connection's session state is reset before another task
+    gets it; `on_connect` is an async callable run with every new raw (driver) connection,
+    and again after each reset.
 
     Each task gets its own connection; `force_rollback=True` makes every task share one
     connection inside a transaction that is rolled back at `disconnect()` (for tests).
@@ -60,6 +64,7 @@ class Database:
         *,
         force_rollback: bool = False,
         log_parameters: bool = False,
+        on_connect: OnConnect | None = None,
         **options: Any,
     ) -> None:
         self.url = DatabaseURL(url)
@@ -78,7 +83,13 @@ class Database:
             max_size=self._pool_options.get("max_size", 10),
             reconnect=self._pool_options.get("reconnect", "fail_fast"),
         )
-        self._pool_options.update(hooks=self._hooks, log_parameters=log_parameters)
+        if on_connect is not None and not callable(on_connect):
+            raise InterfaceError(f"on_connect must be an async callable, got {on_connect!r}")
+        # force_rollback shares one connection on purpose: nothing to reset between tasks.
+        reset = "never" if force_rollback else self._pool_options.get("reset", "auto")
+        self._pool_options.update(
+            hooks=self._hooks, log_parameters=log_parameters, reset=reset, on_connect=on_connect
+        )
         self._compiler = Compiler(
             self._backend.dialect, getattr(self._backend, "adapt_parameter", None)
         )
@@ -199,7 +210,8 @@ class Database:
         self._hooks.remove(event, callback)
 
     def pool_stats(self) -> dict[str, int]:
-        """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, requests."""
+        """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, recovered,
+        resets, requests."""
         if self._pool is None:
             raise InterfaceError("the database is not connected")
         return self._pool.stats()
@@ -260,6 +272,12 @@ def _pool_options(given: dict[str, Any], backend: Backend) -> dict[str, Any]:
     for name, value in given.items():
         if name == "reconnect":
             options[name] = str(value)
+        elif name == "reset":
+            if value not in RESET_MODES:
+                raise InterfaceError(
+                    f"reset must be one of {', '.join(RESET_MODES)}, got {value!r}"
+                )
+            options[name] = value
         elif name == "pre_ping":
             options["pre_ping_idle"] = _pre_ping(value)
         elif name in ("min_size", "max_size"):

@@ -10,7 +10,8 @@ db.add_hook("query_end", on_query_end)
 Events and their details: `query_start` (backend, sql), `query_end` (backend, sql, duration
 in seconds, error or None), `connect` (backend, pool), `invalidate` (backend, pool: a
 connection was discarded as dead or of unknown state), `disconnect_detected` (backend,
-error). A callback that raises is logged and otherwise ignored; it never breaks a query.
+error), `reset` (backend, pool: a connection's session state was reset before reuse). A
+callback that raises is logged and otherwise ignored; it never breaks a query.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["EVENTS", "Hook", "Hooks"]
 
 logger = logging.getLogger("asyncdb")
 
-EVENTS = ("query_start", "query_end", "connect", "invalidate", "disconnect_detected")
+EVENTS = ("query_start", "query_end", "connect", "invalidate", "disconnect_detected", "reset")
 Hook = Callable[[str, dict[str, Any]], None]
 
 

@@ -17,6 +17,7 @@ import os
 import random
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._backoff import Backoff
@@ -28,6 +29,8 @@ from .backends.base import Backend, ErrorKind, ErrorScope, Failure
 __all__ = [
     "CLIENT_EXCEPTIONS",
     "RECONNECT_MODES",
+    "RESET_MODES",
+    "OnConnect",
     "Pool",
     "PooledConnection",
     "check_options",
@@ -37,6 +40,9 @@ __all__ = [
 # fail_fast: one connect attempt, then the error (web requests). backoff: keep trying with
 # exponential back-off and jitter until reconnect_timeout (scripts and workers).
 RECONNECT_MODES = ("fail_fast", "backoff")
+# auto: reset a connection whose statements may have changed session state. always: reset
+# every connection that ran anything. never: internal, force_rollback's shared connection.
+RESET_MODES = ("auto", "always")
 
 logger = logging.getLogger("asyncdb.pool")
 
@@ -49,6 +55,12 @@ _fork_generation = 0
 # event loop (its epoll set is shared too).
 _ABANDONED: list[Any] = []
 _pool_names = itertools.count(1)
+
+OnConnect = Callable[[Any], Awaitable[Any]]
+
+
+class _OnConnectFailed(Exception):
+    """on_connect raised: a bug in the callback, not a disconnect to retry."""
 
 
 def _after_fork_in_child() -> None:
@@ -82,7 +94,7 @@ def check_options(*, min_size: int, max_size: int, reconnect: str) -> None:
 class PooledConnection:
     """One raw connection and the facts the pool keeps about it."""
 
-    __slots__ = ("__weakref__", "created", "generation", "last_used", "raw")
+    __slots__ = ("__weakref__", "created", "dirty", "generation", "last_used", "raw")
 
     def __init__(self, raw: Any, lifetime: float | None) -> None:
         now = time.monotonic()
@@ -91,6 +103,8 @@ class PooledConnection:
         # -5% jitter so that connections opened together are not all recycled together.
         self.created = now - (random.random() * 0.05 * lifetime if lifetime else 0.0)
         self.generation = _fork_generation
+        # A statement may have changed session state: reset before anyone else gets it.
+        self.dirty = False
 
 
 class Pool:
@@ -109,6 +123,8 @@ class Pool:
         reconnect_timeout: float = 30.0,
         hooks: Hooks | None = None,
         log_parameters: bool = False,
+        reset: str = "auto",
+        on_connect: OnConnect | None = None,
     ) -> None:
         check_options(min_size=min_size, max_size=max_size, reconnect=reconnect)
         self.backend = backend
@@ -122,6 +138,9 @@ class Pool:
         self.reconnect_timeout = reconnect_timeout
         self.hooks = hooks or Hooks()
         self.log_parameters = log_parameters
+        self.reset = reset
+        self.reset_always = reset == "always"
+        self.on_connect = on_connect
         self._idle: collections.deque[PooledConnection] = collections.deque()
         self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
@@ -177,31 +196,65 @@ class Pool:
         if conn.generation != _fork_generation:
             self._abandon(conn)
             return
+        if self.reset == "never":
+            conn.dirty = False
         if interrupted and not self._closed and self.backend.can_recover:
             # An in-process database can be brought back to a known state instead (and an
             # in-memory one must: its data lives in that connection only).
-            task = asyncio.get_running_loop().create_task(self._recover(conn))
-            self._recovering.add(task)
-            task.add_done_callback(self._recovering.discard)
+            self._restore(conn, recover=True)
             return
         if discard or interrupted or self._closed or self.backend.is_closed(conn.raw):
             self._drop(conn)
             self._grant(None)
             return
+        if conn.dirty:
+            # Reset in the background: release stays synchronous (no cancellation can cut
+            # it short) and the connection is nobody's until it is clean again.
+            self._restore(conn, recover=False)
+            return
         conn.last_used = time.monotonic()
         self._grant(conn)
 
-    async def _recover(self, conn: PooledConnection) -> None:
+    def _restore(self, conn: PooledConnection, *, recover: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._recover(conn, recover=recover))
+        self._recovering.add(task)
+        task.add_done_callback(self._recovering.discard)
+
+    async def _recover(self, conn: PooledConnection, *, recover: bool = True) -> None:
         try:
-            await self.backend.recover(conn.raw)
+            if recover:
+                await self.backend.recover(conn.raw)
+                self._stats["recovered"] += 1
+            if conn.dirty:
+                await self._reset(conn)
         except CLIENT_EXCEPTIONS:
-            logger.warning("%s: could not recover an interrupted connection", self.name)
+            what = "an interrupted" if recover else "a used"
+            logger.warning("%s: could not bring back %s connection; closed", self.name, what)
             self._drop(conn)
             self._grant(None)
             return
-        self._stats["recovered"] += 1
+        if self._closed:  # close() is waiting for us: close gracefully, as it would
+            self._size -= 1
+            await self._close_quietly(conn.raw)
+            return
         conn.last_used = time.monotonic()
         self._grant(conn)
+
+    async def _reset(self, conn: PooledConnection) -> None:
+        """Undo all session state, then redo on_connect's; raise if any of it fails."""
+        raw = conn.raw
+        try:
+            conn.raw = await self.backend.reset(raw)
+            if self.on_connect is not None:
+                await self.on_connect(conn.raw)
+        except BaseException:
+            await self._close_quietly(conn.raw)
+            if conn.raw is not raw:
+                await self._close_quietly(raw)
+            raise
+        conn.dirty = False
+        self._stats["resets"] += 1
+        self.hooks.emit("reset", backend=self.backend.name, pool=self.name)
 
     async def close(self) -> None:
         """Close idle connections gracefully; connections in use are closed on release."""
@@ -233,6 +286,7 @@ class Pool:
             "created": self._stats["created"],
             "invalidated": self._stats["invalidated"],
             "recovered": self._stats["recovered"],
+            "resets": self._stats["resets"],
             "requests": self._stats["requests"],
         }
 
@@ -306,6 +360,11 @@ class Pool:
         while True:
             try:
                 raw = await self._connect_shielded()
+            except _OnConnectFailed as exc:
+                raise InterfaceError(
+                    f"{self.name}: on_connect failed: {type(exc.__cause__).__name__}: "
+                    f"{exc.__cause__}"
+                ) from exc.__cause__
             except Exception as exc:
                 failure = self.backend.classify(exc, None)
                 if failure is None:
@@ -327,12 +386,33 @@ class Pool:
     async def _connect_shielded(self) -> Any:
         """Connect; if the caller is cancelled meanwhile, let the handshake finish (drivers
         leave half-done handshakes behind badly) and keep the connection for the pool."""
-        attempt = asyncio.ensure_future(self.backend.connect())
+        attempt = asyncio.ensure_future(self._open_raw())
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:
             attempt.add_done_callback(self._adopt)
             raise
+
+    async def _open_raw(self) -> Any:
+        raw = await self.backend.connect()
+        if self.on_connect is not None:
+            try:
+                await self.on_connect(raw)
+            except BaseException as exc:
+                await self._close_quietly(raw)  # half set up: nobody may use it
+                if isinstance(exc, Exception):
+                    raise _OnConnectFailed() from exc
+                raise
+        return raw
+
+    async def _close_quietly(self, raw: Any) -> None:
+        """Close gracefully (so no driver thread outlives us), or abort if that fails."""
+        if self.backend.is_closed(raw):
+            return
+        try:
+            await asyncio.wait_for(self.backend.close(raw), 5)
+        except CLIENT_EXCEPTIONS:
+            self.backend.terminate(raw)
 
     def _adopt(self, attempt: asyncio.Future[Any]) -> None:
         if attempt.cancelled() or attempt.exception() is not None:

@@ -105,6 +105,13 @@ class Backend(Protocol):
     def in_transaction(self, raw: Any) -> bool:
         """Tell, without I/O, whether the server has a transaction open on the connection."""
 
+    async def reset(self, raw: Any) -> Any:
+        """Undo every piece of session state a statement may have left (settings, role,
+        listeners, locks, temp objects, prepared statements, user variables, attached
+        databases...) so that the next task gets a pristine session; return the raw
+        connection to keep (the same one, or a fresh one that replaced it). Raise if it
+        cannot: the pool then closes the connection."""
+
     async def ping(self, raw: Any) -> None:
         """Run the cheapest round trip; raise the driver's error if the line is dead."""
 
@@ -137,3 +144,7 @@ class Backend(Protocol):
         """A lock (and how long to wait for it) that outermost transactions with these options
         take before BEGIN, where the database admits one writer at a time (SQLite): waiting
         in line in the event loop beats polling the file lock from every connection."""
+
+    def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        """The same lock, for a transaction that did not take it at BEGIN: taken before its
+        first write statement, so readers never wait in line behind writers."""

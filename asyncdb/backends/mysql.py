@@ -43,6 +43,7 @@ _SCALARS = (
     datetime.time,
     datetime.timedelta,
 )
+_COM_RESET_CONNECTION = 0x1F
 
 
 class MySQLBackend:
@@ -107,6 +108,14 @@ class MySQLBackend:
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
 
+    async def reset(self, raw: Any) -> Any:
+        # COM_RESET_CONNECTION: user variables, session variables, named locks, temp tables
+        # and prepared statements go; the login and charset stay. PyMySQL has no call for it.
+        await raw._execute_command(_COM_RESET_CONNECTION, "")
+        await raw._read_ok_packet()
+        await raw.autocommit(True)  # back to the server default: make sure it is still on
+        return raw
+
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)
 
@@ -165,6 +174,9 @@ class MySQLBackend:
 
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
+
+    def write_gate(self, options: TransactionOptions) -> None:
+        return None
 
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         err = self._err

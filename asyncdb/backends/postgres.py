@@ -31,6 +31,25 @@ _CLASS_KIND = {
     "0A": ErrorKind.PROGRAMMING,
 }
 
+_RESET_SQL = """
+SELECT pg_advisory_unlock_all();
+CLOSE ALL;
+UNLISTEN *;
+SET SESSION AUTHORIZATION DEFAULT;
+RESET ROLE;
+RESET ALL;
+DISCARD TEMP;
+DISCARD SEQUENCES;
+DO $asyncdb$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT name FROM pg_prepared_statements WHERE from_sql LOOP
+    EXECUTE 'DEALLOCATE ' || quote_ident(r.name);
+  END LOOP;
+END
+$asyncdb$;
+"""
+
 
 class PostgresBackend:
     """asyncpg connections; JSON/JSONB decoded as SQLAlchemy's asyncpg dialect does."""
@@ -66,6 +85,13 @@ class PostgresBackend:
 
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
+
+    async def reset(self, raw: Any) -> Any:
+        # asyncpg's own reset query, plus what it leaves: role, session authorization,
+        # temp tables, sequence state, and prepared statements made with SQL PREPARE
+        # (only those: DEALLOCATE ALL would break asyncpg's statement cache).
+        await raw.execute(_RESET_SQL)
+        return raw
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.is_closed())
@@ -124,6 +150,9 @@ class PostgresBackend:
 
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
+
+    def write_gate(self, options: TransactionOptions) -> None:
+        return None
 
     def classify(self, exc: BaseException, raw: Any) -> Failure | None:
         asyncpg = self._asyncpg

@@ -33,6 +33,16 @@ _ISOLATION = {
     "exclusive": "BEGIN EXCLUSIVE",
 }
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Pragmas reset to SQLite's defaults on an in-memory connection (a file one is reopened).
+_DEFAULT_PRAGMAS = (
+    "PRAGMA foreign_keys = OFF",
+    "PRAGMA cache_size = -2000",
+    "PRAGMA recursive_triggers = OFF",
+    "PRAGMA case_sensitive_like = OFF",
+    "PRAGMA temp_store = DEFAULT",
+    "PRAGMA query_only = OFF",
+    "PRAGMA defer_foreign_keys = OFF",
+)
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -106,6 +116,34 @@ class SQLiteBackend:
 
         await raw._execute(reset)  # queued behind the interrupted call: runs once it is done
 
+    async def reset(self, raw: Any) -> Any:
+        if not self.is_memory:
+            # A file database: a fresh connection is the only reset that forgets every
+            # pragma, attached database, temp object and loaded extension.
+            fresh = await self.connect()
+            await self.close(raw)
+            return fresh
+        # An in-memory database lives in this connection: clean up in place.
+        conn = raw._conn
+
+        def clean() -> None:
+            attached = [row[1] for row in conn.execute("PRAGMA database_list").fetchall()]
+            for name in attached:
+                if name not in ("main", "temp"):
+                    conn.execute(f'DETACH DATABASE "{name}"')
+            temp = conn.execute(
+                "SELECT type, name FROM sqlite_temp_master WHERE type IN ('table', 'view')"
+                " AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+            for kind, name in temp:
+                conn.execute(f'DROP {kind.upper()} IF EXISTS temp."{name}"')
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            for pragma in _DEFAULT_PRAGMAS:
+                conn.execute(pragma)
+
+        await raw._execute(clean)
+        return raw
+
     def in_transaction(self, raw: Any) -> bool:
         connection = raw._connection
         return connection is not None and bool(connection.in_transaction)
@@ -168,7 +206,8 @@ class SQLiteBackend:
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:
         if options.isolation is None:
-            return ["BEGIN DEFERRED" if options.readonly else "BEGIN IMMEDIATE"]
+            # Deferred: readers never wait; the first write joins the writers' line.
+            return ["BEGIN DEFERRED"]
         name = options.isolation.lower().replace(" ", "_")
         if name not in _ISOLATION:
             raise InterfaceError(
@@ -178,7 +217,17 @@ class SQLiteBackend:
         return [_ISOLATION[name]]
 
     def transaction_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
-        if self.is_memory or options.readonly or options.isolation == "deferred":
+        if options.isolation is None or options.isolation == "deferred":
+            return None  # deferred: the gate is taken at the first write (write_gate)
+        return self._writers(options)
+
+    def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        if options.isolation is not None:
+            return None  # deferred by name: as before, no line at all
+        return self._writers(options)
+
+    def _writers(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
+        if self.is_memory or options.readonly:
             return None  # one shared connection, or a reader: nothing to line up for
         loop = asyncio.get_running_loop()
         if self._gate is None or self._gate_loop is not loop:  # new loop, or a forked child
