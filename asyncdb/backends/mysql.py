@@ -235,6 +235,7 @@ def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]
         "charset": options.pop("charset", "utf8mb4"),
         "init_command": options.pop("init_command", None),
     }
+    options.pop("host", None)  # read through url.hostname
     sockets = [options.pop("unix_socket", None), options.pop("unix_sock", None)]
     if url.hostname and url.hostname.startswith("/"):
         sockets.append(url.hostname)  # ?host=/run/mysqld/mysqld.sock, libpq style

@@ -181,6 +181,7 @@ def _state_scope(state: str) -> ErrorScope:
 
 def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]:
     hosts = url.hosts
+    options.pop("host", None), options.pop("unix_sock", None)  # read through url.hosts
     kwargs: dict[str, Any] = {
         "host": [h for h, _ in hosts] if len(hosts) > 1 else url.hostname,
         "port": [p or 5432 for _, p in hosts] if len(hosts) > 1 else url.port,
