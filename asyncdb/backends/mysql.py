@@ -100,6 +100,13 @@ class MySQLBackend:
             raw.client_flag &= ~self._client.MULTI_STATEMENTS
         try:
             await raw._connect()
+        except self._err.OperationalError as exc:
+            raw.close()
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and str(cause) and len(exc.args) == 2:
+                # aiomysql says only "Can't connect": keep why (refused, certificate...)
+                raise type(exc)(exc.args[0], f"{exc.args[1]}: {cause}") from cause
+            raise
         except BaseException:
             raw.close()  # aiomysql closes its socket on errors but not on cancellation
             raise
