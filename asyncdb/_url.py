@@ -69,7 +69,7 @@ class DatabaseURL:
         """Every `host:port` of the URL, in order: `postgresql://u@h1:5432,h2:5433/db` gives
         `[("h1", 5432), ("h2", 5433)]`. Without a host in the netloc, the `host` (libpq style,
         may be a socket directory) or `unix_sock` query parameter, as encode/databases reads it."""
-        hosts = [_split_host(part) for part in self._hostinfo.split(",") if part]
+        hosts = self._netloc_hosts()
         if not any(host for host, _ in hosts):
             fallback = self.options.get("host") or self.options.get("unix_sock")
             port = hosts[0][1] if hosts else None
@@ -85,12 +85,15 @@ class DatabaseURL:
     @property
     def port(self) -> int | None:
         """The port of the first host."""
-        hosts = [_split_host(part) for part in self._hostinfo.split(",") if part]
+        hosts = self._netloc_hosts()
         return hosts[0][1] if hosts else None
 
     @property
     def _hostinfo(self) -> str:
         return self._components.netloc.rpartition("@")[2]
+
+    def _netloc_hosts(self) -> list[tuple[str, int | None]]:
+        return [_split_host(part) for part in self._hostinfo.split(",") if part]
 
     @property
     def netloc(self) -> str | None:
@@ -114,13 +117,10 @@ class DatabaseURL:
             dialect = kwargs.pop("dialect", self.dialect)
             driver = kwargs.pop("driver", self.driver)
             kwargs["scheme"] = f"{dialect}+{driver}" if driver else dialect
-        if "hostname" not in kwargs and "port" not in kwargs:
-            kwargs["hostinfo"] = self._hostinfo  # every host of a multi-host URL, as written
         parts = {
             "username": self.username,
             "password": self.password,
-            "hostinfo": None,
-            "hostname": self._components.hostname,
+            "hostname": next((host for host, _ in self._netloc_hosts()), None),
             "port": self.port,
             "database": self.database,
             "scheme": self.scheme,
@@ -129,6 +129,9 @@ class DatabaseURL:
         unknown = set(kwargs) - set(parts)
         if unknown:
             raise TypeError(f"DatabaseURL.replace() got unknown components: {sorted(unknown)}")
+        # every host of a multi-host URL, as written, unless a host or port is replaced
+        keep = "hostname" not in kwargs and "port" not in kwargs
+        parts["hostinfo"] = self._hostinfo if keep else None
         parts.update(kwargs)
         return DatabaseURL(_build(parts))
 

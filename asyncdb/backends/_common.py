@@ -92,7 +92,7 @@ def connect_timeout(options: dict[str, Any]) -> float:
     return seconds
 
 
-async def connect_within(attempt: Awaitable[T], timeout: float, where: str) -> T:
+async def connect_within(attempt: Awaitable[T], seconds: float, where: str) -> T:
     """Bound a whole connect: drivers apply their own timeouts to the TCP connect only, so
     a server that accepts and never answers the handshake would hang us forever.
 
@@ -101,11 +101,11 @@ async def connect_within(attempt: Awaitable[T], timeout: float, where: str) -> T
     OSError, every backend classifies it as a disconnect.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             return await attempt
     except TimeoutError:
         raise TimeoutError(
-            f"connecting to {where} timed out after {timeout:g}s (connect_timeout)"
+            f"connecting to {where} timed out after {seconds:g}s (connect_timeout)"
         ) from None
 
 

@@ -216,7 +216,11 @@ def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]
 def _libpq_options(text: str) -> dict[str, str]:
     """Parse libpq's `options` (`-c search_path=x -c statement_timeout=5s`, or `--name=value`)
     into server settings, which asyncpg sends in the startup packet."""
-    words = shlex.split(text)
+    bad = f"cannot read the options parameter {text!r}: expected -c name=value"
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        raise InterfaceError(bad) from None
     settings: dict[str, str] = {}
     i = 0
     while i < len(words):
@@ -228,10 +232,10 @@ def _libpq_options(text: str) -> dict[str, str]:
         elif word.startswith("--"):
             word, i = word[2:], i + 1
         else:
-            raise InterfaceError(f"cannot read the options parameter {text!r}: expected -c name=value")
+            raise InterfaceError(bad)
         name, sep, value = word.partition("=")
         if not sep or not name:
-            raise InterfaceError(f"cannot read the options parameter {text!r}: expected -c name=value")
+            raise InterfaceError(bad)
         settings[name.replace("-", "_")] = value
     return settings
 
@@ -239,7 +243,9 @@ def _libpq_options(text: str) -> dict[str, str]:
 def _where(host: Any, port: Any) -> str:
     hosts = host if isinstance(host, list) else [host or "localhost"]
     ports = port if isinstance(port, list) else [port or 5432] * len(hosts)
-    return ",".join(h if h.startswith("/") else f"{h}:{p}" for h, p in zip(hosts, ports))
+    return ",".join(
+        h if h.startswith("/") else f"{h}:{p}" for h, p in zip(hosts, ports, strict=False)
+    )
 
 
 async def _set_json_codecs(raw: Any) -> None:

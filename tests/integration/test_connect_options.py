@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -162,3 +163,17 @@ def test_mysql_bad_ssl_value_is_named(mysql_url: str) -> None:
         Database(_with(mysql_url, ssl="prefer"))
     with pytest.raises(InterfaceError, match="bogus"):
         Database(_with(mysql_url, bogus="1"))
+
+
+@pytest.mark.postgresql
+async def test_pg_multi_host_url_tries_each_host(pg_url: str) -> None:
+    parsed = DatabaseURL(pg_url)
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+        url = pg_url.replace(
+            f"@{parsed.hostname}:{parsed.port}/", f"@127.0.0.1:{dead},127.0.0.1:{parsed.port}/"
+        )
+        assert DatabaseURL(url).hosts == [("127.0.0.1", dead), ("127.0.0.1", parsed.port)]
+        async with Database(url) as db:
+            assert await db.fetch_val("SELECT inet_server_port()") == parsed.port

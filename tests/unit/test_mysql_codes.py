@@ -40,7 +40,9 @@ def test_session_closing_codes_are_disconnects(mysql_backend, code: int) -> None
         ("OperationalError", 1205, ErrorKind.CONFLICT),
     ],
 )
-def test_statement_errors_keep_the_session(mysql_backend, cls: str, code: int, kind: ErrorKind) -> None:  # type: ignore[no-untyped-def]
+def test_statement_errors_keep_the_session(  # type: ignore[no-untyped-def]
+    mysql_backend, cls: str, code: int, kind: ErrorKind
+) -> None:
     failure = mysql_backend.classify(getattr(pymysql_err, cls)(code, "message"), None)
     assert failure.kind is kind
 
