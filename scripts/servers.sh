@@ -275,7 +275,7 @@ ssl-key = $MY_DIR/server.key
 CNF
 }
 
-# A server this script started before it knew about TLS has no certificate: restart it once.
+# A server this script started before it knew about TLS has no certificate.
 mysql_without_tls() {
     [ "$(mariadb --defaults-file="$MY_DIR/my.cnf" -uroot -N -e "SELECT @@have_ssl" 2>/dev/null)" != YES ]
 }
@@ -296,8 +296,9 @@ start_mysql() {
     chown mysql:mysql "$MY_DIR"
     install_certs "$MY_DIR" mysql
     if mysql_running && mysql_without_tls; then
-        log "mariadb runs without TLS: restarting it"
-        stop_mysql
+        # never restart a server that others may be using: say what to do instead
+        log "WARNING: mariadb on $(saved_port "$MY_DIR") was started without TLS (older script);" \
+            "run '$0 stop' then '$0 start' to enable it (the TLS tests fail until then)"
     fi
     if mysql_running; then
         port=$(saved_port "$MY_DIR")
@@ -346,6 +347,8 @@ print_env() {
         echo "export ASYNCDB_PG_SOCKET_DIR=$PG_DIR"
         echo "export ASYNCDB_PG_DATA=$PG_DIR/data"
         echo "export ASYNCDB_PG_BINDIR=$(pg_bindir)"
+        # the tests that restart servers run this script again: it must find these servers
+        echo "export ASYNCDB_SERVERS_DIR=$BASE"
         echo "export ASYNCDB_TEST_CA=$TLS_DIR/ca.crt"
         echo "export ASYNCDB_TEST_POSTGRES_TLS_URL=postgresql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$pg_port/$DB_NAME"
         echo "export ASYNCDB_TEST_MYSQL_TLS_URL=mysql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$my_port/$DB_NAME"
