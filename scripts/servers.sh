@@ -349,6 +349,7 @@ print_env() {
         echo "export ASYNCDB_PG_BINDIR=$(pg_bindir)"
         # the tests that restart servers run this script again: it must find these servers
         echo "export ASYNCDB_SERVERS_DIR=$BASE"
+        echo "export ASYNCDB_MYSQL_SOCKET=$MY_DIR/mysqld.sock"
         echo "export ASYNCDB_TEST_CA=$TLS_DIR/ca.crt"
         echo "export ASYNCDB_TEST_POSTGRES_TLS_URL=postgresql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$pg_port/$DB_NAME"
         echo "export ASYNCDB_TEST_MYSQL_TLS_URL=mysql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$my_port/$DB_NAME"

@@ -177,3 +177,16 @@ async def test_pg_multi_host_url_tries_each_host(pg_url: str) -> None:
         assert DatabaseURL(url).hosts == [("127.0.0.1", dead), ("127.0.0.1", parsed.port)]
         async with Database(url) as db:
             assert await db.fetch_val("SELECT inet_server_port()") == parsed.port
+
+
+@pytest.mark.mysql
+async def test_mysql_through_the_unix_socket(mysql_url: str) -> None:
+    path = os.environ.get("ASYNCDB_MYSQL_SOCKET")
+    if not path:
+        pytest.skip("ASYNCDB_MYSQL_SOCKET not set")
+    parsed = DatabaseURL(mysql_url)
+    for params in ({"unix_socket": path}, {"unix_sock": path}):
+        url = parsed.replace(hostname="", port=None, options=params)
+        async with Database(url) as db:
+            info = await db.fetch_val("SELECT USER()")
+            assert str(info).endswith("@localhost")  # a socket client, not 127.0.0.1
