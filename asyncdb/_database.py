@@ -45,12 +45,17 @@ class Database:
     **Options** (keyword arguments or URL query string): `min_size`, `max_size`,
     `acquire_timeout` (seconds to wait for a free connection), `max_lifetime` (seconds
     before a connection is recycled), `pre_ping` (ping a connection idle for more than
-    this many seconds before handing it out; `false` to turn off), plus backend options:
-    `ssl`, `connect_timeout`, `statement_cache_size` and `command_timeout` (PostgreSQL),
-    `charset` and `unix_socket` (MySQL), `busy_timeout` (SQLite). `reset` ("auto" or
-    "always") says when a released connection's session state is reset before another task
-    gets it; `on_connect` is an async callable run with every new raw (driver) connection,
-    and again after each reset.
+    this many seconds before handing it out; `false` to turn off), `reset` ("auto" or
+    "always": when a released connection's session state is reset before another task gets
+    it), `on_connect` (an async callable run with every new raw driver connection, and again
+    after each reset), `connect_timeout` (every backend, default 10 s: bounds the whole
+    connect, TLS and authentication included, so a server that never answers cannot hang
+    us), `ssl` (`true`, `false`, `require`, `verify-ca`, `verify-full` or an
+    `ssl.SSLContext`) with `sslrootcert` or `ssl_ca` (a CA file); PostgreSQL: `sslmode`,
+    `application_name`, `options` (`-c name=value`), `target_session_attrs`,
+    `statement_cache_size`, `command_timeout`, `server_settings`, `host` (a socket
+    directory); MySQL: `charset`, `init_command`, `unix_socket`, `multi_statements` (off: one
+    statement per query string); SQLite: `busy_timeout`.
 
     Each task gets its own connection; `force_rollback=True` makes every task share one
     connection inside a transaction that is rolled back at `disconnect()` (for tests).

@@ -65,12 +65,35 @@ class DatabaseURL:
         return None if password is None else unquote(password)
 
     @property
+    def hosts(self) -> list[tuple[str, int | None]]:
+        """Every `host:port` of the URL, in order: `postgresql://u@h1:5432,h2:5433/db` gives
+        `[("h1", 5432), ("h2", 5433)]`. Without a host in the netloc, the `host` (libpq style,
+        may be a socket directory) or `unix_sock` query parameter, as encode/databases reads it."""
+        hosts = self._netloc_hosts()
+        if not any(host for host, _ in hosts):
+            fallback = self.options.get("host") or self.options.get("unix_sock")
+            port = hosts[0][1] if hosts else None
+            return [(fallback, port)] if fallback else []
+        return hosts
+
+    @property
     def hostname(self) -> str | None:
-        return self._components.hostname or self.options.get("host") or None
+        """The first host (see `hosts`)."""
+        hosts = self.hosts
+        return (hosts[0][0] or None) if hosts else None
 
     @property
     def port(self) -> int | None:
-        return self._components.port
+        """The port of the first host."""
+        hosts = self._netloc_hosts()
+        return hosts[0][1] if hosts else None
+
+    @property
+    def _hostinfo(self) -> str:
+        return self._components.netloc.rpartition("@")[2]
+
+    def _netloc_hosts(self) -> list[tuple[str, int | None]]:
+        return [_split_host(part) for part in self._hostinfo.split(",") if part]
 
     @property
     def netloc(self) -> str | None:
@@ -97,7 +120,7 @@ class DatabaseURL:
         parts = {
             "username": self.username,
             "password": self.password,
-            "hostname": self._components.hostname,
+            "hostname": next((host for host, _ in self._netloc_hosts()), None),
             "port": self.port,
             "database": self.database,
             "scheme": self.scheme,
@@ -106,6 +129,9 @@ class DatabaseURL:
         unknown = set(kwargs) - set(parts)
         if unknown:
             raise TypeError(f"DatabaseURL.replace() got unknown components: {sorted(unknown)}")
+        # every host of a multi-host URL, as written, unless a host or port is replaced
+        keep = "hostname" not in kwargs and "port" not in kwargs
+        parts["hostinfo"] = self._hostinfo if keep else None
         parts.update(kwargs)
         return DatabaseURL(_build(parts))
 
@@ -142,11 +168,28 @@ def _build(parts: Mapping[str, Any]) -> str:
             password = parts["password"]
             netloc += ":" + (password if password == _MASK else quote(password, safe=""))
         netloc += "@"
-    host = parts["hostname"] or ""
-    netloc += f"[{host}]" if ":" in host else host
-    if parts["port"] is not None:
-        netloc += f":{parts['port']}"
+    if parts["hostinfo"] is not None:
+        netloc += parts["hostinfo"]
+    else:
+        host = parts["hostname"] or ""
+        netloc += f"[{host}]" if ":" in host else host
+        if parts["port"] is not None:
+            netloc += f":{parts['port']}"
     url = f"{parts['scheme']}://{netloc}/{parts['database']}"
     if parts["options"]:
         url += "?" + urlencode(parts["options"])
     return url
+
+
+def _split_host(part: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[::1]:port` -> (host, port); a bad port is a ValueError naming it."""
+    host, port = part, ""
+    if part.startswith("["):
+        host, _, rest = part[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif ":" in part:
+        host, _, port = part.rpartition(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"database url has a bad port {port!r} for host {host!r}")
+    host = unquote(host)
+    return (host if host.startswith("/") else host.lower()), int(port) if port else None

@@ -9,6 +9,8 @@
 #   scripts/servers.sh env      print the export lines of running servers
 #
 # Settings: ASYNCDB_SERVERS_DIR (/tmp/asyncdb-servers), PG_PORT (55432), MYSQL_PORT (53306).
+# TLS: a throwaway CA signs a certificate for 127.0.0.1/localhost; both servers accept TLS and
+# have a role `asyncdb_tls` that can only log in over TLS (ASYNCDB_TEST_*_TLS_URL, ASYNCDB_TEST_CA).
 # A port taken by something else is skipped for the next free one. stdout carries only the
 # export lines; progress goes to stderr. Servers run as the unprivileged postgres/mysql users.
 set -euo pipefail
@@ -17,6 +19,8 @@ BASE=${ASYNCDB_SERVERS_DIR:-/tmp/asyncdb-servers}
 PG_DIR=$BASE/pg
 PGB_DIR=$BASE/pgbouncer
 MY_DIR=$BASE/mysql
+TLS_DIR=$BASE/tls
+TLS_USER=asyncdb_tls
 DB_USER=asyncdb
 DB_PASSWORD=asyncdb
 DB_NAME=asyncdb_test
@@ -47,6 +51,7 @@ install_packages() {
     [ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ] || missing+=(postgresql)
     [ -n "$(mariadbd_bin)" ] || missing+=(mariadb-server mariadb-client)
     [ -n "$(pgbouncer_bin)" ] || missing+=(pgbouncer)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]} (apt)"
     # Keep apt's postinst from starting distro servers on 5432/3306 and from creating a
@@ -91,6 +96,58 @@ free_port() {
 
 saved_port() { cat "$1/port" 2>/dev/null || true; }
 
+# A CA and a server certificate for 127.0.0.1 and localhost, made once; each server gets its
+# own copy of the key, owned by its user with mode 600 (both servers refuse looser keys).
+make_certs() {
+    mkdir -p "$TLS_DIR"
+    chmod 755 "$TLS_DIR"
+    if [ ! -s "$TLS_DIR/server.crt" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=asyncdb test CA" \
+            -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+        printf "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n" > "$TLS_DIR/ext.cnf"
+        openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$TLS_DIR/ext.cnf" -out "$TLS_DIR/server.crt" 2>/dev/null
+        chmod 600 "$TLS_DIR/ca.key" "$TLS_DIR/server.key"
+        chmod 644 "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt"
+        log "TLS certificates created in $TLS_DIR"
+    fi
+}
+
+# Copy the certificate and key into a server's directory for its user ($1 dir, $2 user).
+install_certs() {
+    cp "$TLS_DIR/server.crt" "$TLS_DIR/ca.crt" "$1/"
+    install -m 600 -o "$2" -g "$2" "$TLS_DIR/server.key" "$1/server.key"
+    chown "$2:$2" "$1/server.crt" "$1/ca.crt"
+}
+
+# TLS on a running PostgreSQL (ALTER SYSTEM + reload: no restart, works for reused servers),
+# and pg_hba rules that let asyncdb_tls in over TLS only. Idempotent.
+enable_pg_tls() {
+    local port=$1 hba=$PG_DIR/data/pg_hba.conf
+    install_certs "$PG_DIR" postgres
+    if ! grep -q "$TLS_USER" "$hba"; then
+        { echo "hostssl all $TLS_USER 127.0.0.1/32 scram-sha-256"
+          echo "host all $TLS_USER 127.0.0.1/32 reject"
+          echo "local all $TLS_USER reject"
+          cat "$hba"; } > "$hba.new"
+        chown postgres:postgres "$hba.new"
+        chmod 600 "$hba.new"
+        mv "$hba.new" "$hba"
+    fi
+    psql -h "$PG_DIR" -p "$port" -U postgres -d postgres -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
+ALTER SYSTEM SET ssl = on;
+ALTER SYSTEM SET ssl_cert_file = '$PG_DIR/server.crt';
+ALTER SYSTEM SET ssl_key_file = '$PG_DIR/server.key';
+SELECT pg_reload_conf();
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='$TLS_USER') THEN
+    CREATE ROLE $TLS_USER LOGIN PASSWORD '$DB_PASSWORD';
+  END IF; END \$\$;
+SQL
+}
+
 pg_running() {
     local pid
     pid=$(head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null || true)
@@ -134,6 +191,7 @@ DO \$\$ BEGIN
   END IF; END \$\$;
 SELECT 'CREATE DATABASE $DB_NAME OWNER $DB_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname='$DB_NAME')\gexec
 SQL
+    enable_pg_tls "$port"
 }
 
 pgbouncer_running() {
@@ -211,13 +269,37 @@ innodb_flush_method = nosync
 innodb_buffer_pool_size = 256M
 innodb_log_file_size = 48M
 innodb_lock_wait_timeout = 5
+ssl-ca = $MY_DIR/ca.crt
+ssl-cert = $MY_DIR/server.crt
+ssl-key = $MY_DIR/server.key
 CNF
+}
+
+# A server this script started before it knew about TLS has no certificate.
+mysql_without_tls() {
+    [ "$(mariadb --defaults-file="$MY_DIR/my.cnf" -uroot -N -e "SELECT @@have_ssl" 2>/dev/null)" != YES ]
+}
+
+stop_mysql() {
+    local pid
+    pid=$(cat "$MY_DIR/mysqld.pid" 2>/dev/null || true)
+    if pid_alive "$pid" mariadbd; then
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do pid_alive "$pid" mariadbd || break; sleep 0.1; done
+        log "mariadb stopped"
+    fi
 }
 
 start_mysql() {
     local port
     mkdir -p "$MY_DIR"
     chown mysql:mysql "$MY_DIR"
+    install_certs "$MY_DIR" mysql
+    if mysql_running && mysql_without_tls; then
+        # never restart a server that others may be using: say what to do instead
+        log "WARNING: mariadb on $(saved_port "$MY_DIR") was started without TLS (older script);" \
+            "run '$0 stop' then '$0 start' to enable it (the TLS tests fail until then)"
+    fi
     if mysql_running; then
         port=$(saved_port "$MY_DIR")
         log "mariadb already running on $port"
@@ -247,6 +329,8 @@ CREATE USER IF NOT EXISTS '$DB_USER'@'%' IDENTIFIED BY '$DB_PASSWORD';
 CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'%' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'localhost' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS '$TLS_USER'@'%' IDENTIFIED BY '$DB_PASSWORD' REQUIRE SSL;
+GRANT ALL PRIVILEGES ON $DB_NAME.* TO '$TLS_USER'@'%';
 FLUSH PRIVILEGES;
 SQL
 }
@@ -263,6 +347,12 @@ print_env() {
         echo "export ASYNCDB_PG_SOCKET_DIR=$PG_DIR"
         echo "export ASYNCDB_PG_DATA=$PG_DIR/data"
         echo "export ASYNCDB_PG_BINDIR=$(pg_bindir)"
+        # the tests that restart servers run this script again: it must find these servers
+        echo "export ASYNCDB_SERVERS_DIR=$BASE"
+        echo "export ASYNCDB_MYSQL_SOCKET=$MY_DIR/mysqld.sock"
+        echo "export ASYNCDB_TEST_CA=$TLS_DIR/ca.crt"
+        echo "export ASYNCDB_TEST_POSTGRES_TLS_URL=postgresql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$pg_port/$DB_NAME"
+        echo "export ASYNCDB_TEST_MYSQL_TLS_URL=mysql://$TLS_USER:$DB_PASSWORD@127.0.0.1:$my_port/$DB_NAME"
     } | tee "$BASE/env.sh"
 }
 
@@ -278,12 +368,7 @@ stop_all() {
         runuser -u postgres -- "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
         log "postgres stopped"
     fi
-    pid=$(cat "$MY_DIR/mysqld.pid" 2>/dev/null || true)
-    if pid_alive "$pid" mariadbd; then
-        kill -TERM "$pid"
-        for _ in $(seq 1 100); do pid_alive "$pid" mariadbd || break; sleep 0.1; done
-        log "mariadb stopped"
-    fi
+    stop_mysql
 }
 
 case "${1:-start}" in
@@ -294,6 +379,7 @@ start)
     ensure_user mysql
     mkdir -p "$BASE"
     chmod 755 "$BASE"
+    make_certs
     start_postgres
     start_pgbouncer
     start_mysql

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Sequence
+import ssl as ssl_module
+from collections.abc import Awaitable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._exceptions import InterfaceError
 
-__all__ = ["detach_transport", "import_driver", "isolation_sql", "parse_bool"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "connect_within",
+    "detach_transport",
+    "import_driver",
+    "isolation_sql",
+    "parse_bool",
+    "tls_option",
+]
+
+T = TypeVar("T")
+
+# One default for every backend: how long a whole connect (TCP, TLS, authentication, session
+# setup) may take before it fails. A server that accepts and never answers must not hang us.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "disable", "disabled")
 
 
 def import_driver(module: str, extra: str) -> ModuleType:
@@ -39,7 +58,7 @@ def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
+    if text in _TRUE:
         return True
     if text in ("0", "false", "no", "off"):
         return False
@@ -59,3 +78,73 @@ def detach_transport(transport: Any) -> None:
         if layer is not None:
             layer._closing = True
             layer._conn_lost = max(1, getattr(layer, "_conn_lost", 0) or 0)
+
+
+def connect_timeout(options: dict[str, Any]) -> float:
+    """Pop `connect_timeout` (seconds, > 0) from the options, with the shared default."""
+    value = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise InterfaceError(f"connect_timeout must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
+async def connect_within(attempt: Awaitable[T], seconds: float, where: str) -> T:
+    """Bound a whole connect: drivers apply their own timeouts to the TCP connect only, so
+    a server that accepts and never answers the handshake would hang us forever.
+
+    The attempt is cancelled on timeout (each backend closes what it half opened) and a
+    TimeoutError naming the timeout and the address (never the password) is raised; being an
+    OSError, every backend classifies it as a disconnect.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await attempt
+    except TimeoutError:
+        raise TimeoutError(
+            f"connecting to {where} timed out after {seconds:g}s (connect_timeout)"
+        ) from None
+
+
+def tls_option(value: Any, cafile: str | None, backend: str) -> ssl_module.SSLContext | str | None:
+    """Map the `ssl` values users write (URL or keyword) onto what the drivers take.
+
+    None means no TLS; a str is a libpq mode asyncpg understands (PostgreSQL only).
+    `true`/`verify-full` verify the certificate and the host name, `verify-ca` the certificate
+    only, `require` encrypts without verifying (like libpq, it verifies the CA when a CA file
+    is given). An ssl.SSLContext is used as it is.
+    """
+    if isinstance(value, ssl_module.SSLContext):
+        return value
+    if value is None:
+        value = "verify-full" if cafile else "false"
+    text = str(value).strip().lower().replace("_", "-")
+    if value is False or text in _FALSE:
+        return None
+    if value is True or text in _TRUE or text in ("verify-full", "verify-identity"):
+        return _context(cafile, verify=True, check_hostname=True)
+    if text == "verify-ca":
+        return _context(cafile, verify=True, check_hostname=False)
+    if text in ("require", "required"):
+        return _context(cafile, verify=cafile is not None, check_hostname=False)
+    if backend == "postgresql" and text in ("allow", "prefer"):
+        return text
+    modes = "disable, allow, prefer, " if backend == "postgresql" else "disable, "
+    raise InterfaceError(
+        f"unknown ssl value {value!r} for {backend}; expected true, false, {modes}"
+        "require, verify-ca, verify-full or an ssl.SSLContext"
+    )
+
+
+def _context(cafile: str | None, *, verify: bool, check_hostname: bool) -> ssl_module.SSLContext:
+    try:
+        context = ssl_module.create_default_context(cafile=cafile)
+    except (OSError, ssl_module.SSLError) as exc:
+        raise InterfaceError(f"cannot load the CA file {cafile!r}: {exc}") from None
+    context.check_hostname = check_hostname and verify
+    if not verify:
+        context.verify_mode = ssl_module.CERT_NONE
+    return context

@@ -13,17 +13,57 @@ from typing import Any, ClassVar
 from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
 
 from .._url import DatabaseURL
-from ._common import detach_transport, import_driver, isolation_sql, parse_bool
+from ._common import (
+    connect_timeout,
+    connect_within,
+    detach_transport,
+    import_driver,
+    isolation_sql,
+    parse_bool,
+    tls_option,
+)
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
 
 __all__ = ["MySQLBackend"]
 
 _ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommitted")
 
-# Client and server codes after which the connection cannot be used (SQLAlchemy's list plus
-# 1053 server shutdown): server gone, lost during query, out of sync, killed, idle timeout;
-# and 2002/2003, cannot connect at all.
-_DISCONNECT_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2014, 2045, 2055, 4031})
+# Client and server codes after which the session is gone (the server closed it, or the
+# protocol state is unknown), so the connection must not go back to the pool:
+_DISCONNECT_CODES = frozenset(
+    {
+        1040,  # ER_CON_COUNT_ERROR: too many connections, refused at the handshake
+        1043,  # ER_HANDSHAKE_ERROR: bad handshake, the server hangs up
+        1053,  # ER_SERVER_SHUTDOWN: server shutdown in progress
+        1077,  # ER_NORMAL_SHUTDOWN
+        1078,  # ER_GOT_SIGNAL: server got a signal, aborting
+        1079,  # ER_SHUTDOWN_COMPLETE
+        1080,  # ER_FORCING_CLOSE: forcing close of this thread
+        1081,  # ER_IPSOCK_ERROR: the server cannot create its socket
+        1152,  # ER_ABORTING_CONNECTION: aborted connection
+        1153,  # ER_NET_PACKET_TOO_LARGE: the server drops the session after sending it
+        1154,  # ER_NET_READ_ERROR_FROM_PIPE
+        1155,  # ER_NET_FCNTL_ERROR
+        1156,  # ER_NET_PACKETS_OUT_OF_ORDER
+        1157,  # ER_NET_UNCOMPRESS_ERROR
+        1158,  # ER_NET_READ_ERROR
+        1159,  # ER_NET_READ_INTERRUPTED: net_read_timeout
+        1160,  # ER_NET_ERROR_ON_WRITE
+        1161,  # ER_NET_WRITE_INTERRUPTED: net_write_timeout
+        1184,  # ER_NEW_ABORTING_CONNECTION: aborted (e.g. init_connect failed)
+        1927,  # ER_CONNECTION_KILLED (MariaDB): KILL CONNECTION / QUERY on this session
+        2002,  # CR_CONNECTION_ERROR: cannot connect through the socket
+        2003,  # CR_CONN_HOST_ERROR: cannot connect to the host
+        2006,  # CR_SERVER_GONE_ERROR: server has gone away
+        2013,  # CR_SERVER_LOST: lost connection during query
+        2014,  # CR_COMMANDS_OUT_OF_SYNC: the protocol state is unknown
+        2045,  # CR_NAMEDPIPE_CONNECTION (Windows pipes)
+        2055,  # CR_SERVER_LOST_EXTENDED: lost connection at a given stage
+        3032,  # ER_SERVER_OFFLINE_MODE (MySQL): the server drops non-admin sessions
+        3169,  # ER_SESSION_WAS_KILLED (MySQL)
+        4031,  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8): wait_timeout expired
+    }
+)
 # 1213 deadlock: InnoDB rolled back the whole transaction. 1205 lock wait timeout undoes only
 # the statement unless innodb_rollback_on_timeout is on; we cannot see that setting for free,
 # so it is treated as losing the transaction too (the safe side).
@@ -57,13 +97,19 @@ class MySQLBackend:
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
         self._aiomysql = import_driver("aiomysql", "mysql")
         self._err = import_driver("pymysql.err", "mysql")
+        self._client = import_driver("pymysql.constants.CLIENT", "mysql")
         self.url = url
         self.dialect = sa_aiomysql.dialect()
+        self._multi_statements = parse_bool(options.pop("multi_statements", False))
+        self._connect_timeout = connect_timeout(options)
         self._connect_kwargs = _connect_kwargs(url, options)
+        self._connect_kwargs["connect_timeout"] = self._connect_timeout
         self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
 
     async def connect(self) -> Any:
-        raw = await self._aiomysql.connect(**self._connect_kwargs)
+        kwargs = self._connect_kwargs
+        where = kwargs.get("unix_socket") or f"{kwargs['host']}:{kwargs['port']}"
+        raw = await connect_within(self._open(), self._connect_timeout, where)
         # JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
         # PyMySQL's module-level dict, shared with every other user of PyMySQL.
         raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
@@ -93,6 +139,27 @@ class MySQLBackend:
                 else ""
             )
         )
+
+    async def _open(self) -> Any:
+        """aiomysql.connect() always asks for CLIENT.MULTI_STATEMENTS, so that an injection
+        reaching a query string could append statements (`SELECT 1; DROP TABLE t`): build the
+        connection ourselves and clear the flag before the handshake unless asked for."""
+        raw = self._aiomysql.Connection(**self._connect_kwargs)
+        if not self._multi_statements:
+            raw.client_flag &= ~self._client.MULTI_STATEMENTS
+        try:
+            await raw._connect()
+        except self._err.OperationalError as exc:
+            raw.close()
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and str(cause) and len(exc.args) == 2:
+                # aiomysql says only "Can't connect": keep why (refused, certificate...)
+                raise type(exc)(exc.args[0], f"{exc.args[1]}: {cause}") from cause
+            raise
+        except BaseException:
+            raw.close()  # aiomysql closes its socket on errors but not on cancellation
+            raise
+        return raw
 
     async def close(self, raw: Any) -> None:
         await raw.ensure_closed()
@@ -246,16 +313,16 @@ def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]
         "db": url.database or None,
         "autocommit": True,
         "charset": options.pop("charset", "utf8mb4"),
-        "connect_timeout": float(options.pop("connect_timeout", 10)),
+        "init_command": options.pop("init_command", None),
     }
-    if "unix_socket" in options:
-        kwargs["unix_socket"] = options.pop("unix_socket")
-    if "ssl" in options:
-        ssl = options.pop("ssl")
-        if not isinstance(ssl, str | bool) or parse_bool(ssl):
-            import ssl as ssl_module
-
-            kwargs["ssl"] = (
-                ssl if not isinstance(ssl, str | bool) else ssl_module.create_default_context()
-            )
+    options.pop("host", None)  # read through url.hostname
+    sockets = [options.pop("unix_socket", None), options.pop("unix_sock", None)]
+    if url.hostname and url.hostname.startswith("/"):
+        sockets.append(url.hostname)  # ?host=/run/mysqld/mysqld.sock, libpq style
+    socket = next((s for s in sockets if s), None)
+    if socket is not None:
+        kwargs["unix_socket"] = socket
+    cafile = options.pop("ssl_ca", None) or options.pop("sslrootcert", None)
+    if "ssl" in options or cafile is not None:
+        kwargs["ssl"] = tls_option(options.pop("ssl", None), cafile, "mysql")
     return {k: v for k, v in kwargs.items() if v is not None}

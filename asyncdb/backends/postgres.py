@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-import ssl as ssl_module
+import shlex
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
 
+from .._exceptions import InterfaceError
 from .._records import RowMapping
 from .._url import DatabaseURL
-from ._common import detach_transport, import_driver, isolation_sql, parse_bool
+from ._common import (
+    connect_timeout,
+    connect_within,
+    detach_transport,
+    import_driver,
+    isolation_sql,
+    tls_option,
+)
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
 
 __all__ = ["PostgresBackend"]
@@ -66,8 +74,17 @@ class PostgresBackend:
         self._connect_kwargs = _connect_kwargs(url, options)
 
     async def connect(self) -> Any:
+        kwargs = self._connect_kwargs
+        where = _where(kwargs.get("host"), kwargs.get("port"))
+        return await connect_within(self._open(), kwargs["timeout"], where)
+
+    async def _open(self) -> Any:
         raw = await self._asyncpg.connect(**self._connect_kwargs)
-        await _set_json_codecs(raw)
+        try:
+            await _set_json_codecs(raw)
+        except BaseException:
+            raw.terminate()  # a timeout or cancellation here must not leak the socket
+            raise
         return raw
 
     async def close(self, raw: Any) -> None:
@@ -193,24 +210,72 @@ def _state_scope(state: str) -> ErrorScope:
 
 
 def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]:
+    hosts = url.hosts
+    options.pop("host", None), options.pop("unix_sock", None)  # read through url.hosts
     kwargs: dict[str, Any] = {
-        "host": url.hostname,
-        "port": url.port,
+        "host": [h for h, _ in hosts] if len(hosts) > 1 else url.hostname,
+        "port": [p or 5432 for _, p in hosts] if len(hosts) > 1 else url.port,
         "user": url.username,
         "password": url.password,
         "database": url.database or None,
     }
-    if "ssl" in options:
-        ssl = options.pop("ssl")
-        kwargs["ssl"] = ssl if isinstance(ssl, ssl_module.SSLContext | str) else parse_bool(ssl)
+    if "ssl" in options and "sslmode" in options:
+        raise InterfaceError("give either ssl or sslmode, not both")
+    mode = options.pop("ssl", options.pop("sslmode", None))
+    cafile = options.pop("sslrootcert", None) or options.pop("ssl_ca", None)
+    if mode is not None or cafile is not None:
+        ssl = tls_option(mode, cafile, "postgresql")
+        kwargs["ssl"] = False if ssl is None else ssl
     if "statement_cache_size" in options:
         kwargs["statement_cache_size"] = int(options.pop("statement_cache_size"))
     if "command_timeout" in options:
         kwargs["command_timeout"] = float(options.pop("command_timeout"))
-    if "server_settings" in options:
-        kwargs["server_settings"] = options.pop("server_settings")
-    kwargs["timeout"] = float(options.pop("connect_timeout", 10))
+    if "target_session_attrs" in options:
+        kwargs["target_session_attrs"] = options.pop("target_session_attrs")
+    settings = dict(options.pop("server_settings", None) or {})
+    if "application_name" in options:
+        settings["application_name"] = options.pop("application_name")
+    if "options" in options:
+        settings.update(_libpq_options(options.pop("options")))
+    if settings:
+        kwargs["server_settings"] = settings
+    kwargs["timeout"] = connect_timeout(options)
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _libpq_options(text: str) -> dict[str, str]:
+    """Parse libpq's `options` (`-c search_path=x -c statement_timeout=5s`, or `--name=value`)
+    into server settings, which asyncpg sends in the startup packet."""
+    bad = f"cannot read the options parameter {text!r}: expected -c name=value"
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        raise InterfaceError(bad) from None
+    settings: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            word, i = words[i + 1], i + 2
+        elif word.startswith("-c"):
+            word, i = word[2:], i + 1
+        elif word.startswith("--"):
+            word, i = word[2:], i + 1
+        else:
+            raise InterfaceError(bad)
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise InterfaceError(bad)
+        settings[name.replace("-", "_")] = value
+    return settings
+
+
+def _where(host: Any, port: Any) -> str:
+    hosts = host if isinstance(host, list) else [host or "localhost"]
+    ports = port if isinstance(port, list) else [port or 5432] * len(hosts)
+    return ",".join(
+        h if h.startswith("/") else f"{h}:{p}" for h, p in zip(hosts, ports, strict=False)
+    )
 
 
 async def _set_json_codecs(raw: Any) -> None:

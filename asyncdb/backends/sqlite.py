@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
 from .._url import DatabaseURL
-from ._common import import_driver
+from ._common import connect_timeout, connect_within, import_driver
 from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
 
 __all__ = ["SQLiteBackend"]
@@ -63,6 +63,7 @@ class SQLiteBackend:
         self.path = url.database or ":memory:"
         self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
+        self._connect_timeout = connect_timeout(options)
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
 
@@ -85,11 +86,19 @@ class SQLiteBackend:
         raise TypeError(f"a {type(value).__name__} cannot be sent to SQLite")
 
     async def connect(self) -> Any:
+        # the file open and the WAL switch (which waits on a busy database) are bounded too
+        return await connect_within(self._open(), self._connect_timeout, self.path)
+
+    async def _open(self) -> Any:
         raw = await self._aiosqlite.connect(
             self.path, isolation_level=None, timeout=self._busy_timeout
         )
         if not self.is_memory:
-            await self.command(raw, "PRAGMA journal_mode=WAL")  # closes its cursor: no lock held
+            try:
+                await self.command(raw, "PRAGMA journal_mode=WAL")  # closes its cursor
+            except BaseException:
+                self.terminate(raw)
+                raise
         return raw
 
     async def close(self, raw: Any) -> None:

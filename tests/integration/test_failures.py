@@ -183,7 +183,9 @@ async def test_connection_lost_during_commit_is_commit_outcome_unknown(
     proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 0).start()
     runs = 0
     try:
-        async with Database(url.replace(port=proxy.port), pre_ping=False) as proxied:
+        # the proxy must read the protocol in clear text: the test servers also offer TLS
+        plain = Database(url.replace(port=proxy.port), pre_ping=False, ssl=False)
+        async with plain as proxied:
 
             @proxied.transaction(retry=Retry(attempts=5, initial=0.01))
             async def write() -> None:
