@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from ._transaction import Transaction
 from ._url import DatabaseURL
 from .backends import create_backend
 from .backends._common import parse_bool
-from .backends.base import Backend
+from .backends.base import Backend, ExecuteResult
 
 __all__ = ["Database"]
 
@@ -97,8 +98,10 @@ class Database:
         return self._pool is not None
 
     @property
-    def force_rollback(self) -> bool:
-        return self._force_rollback
+    def force_rollback(self) -> _ForceRollback:
+        """`with db.force_rollback():` as in encode/databases; `bool(db.force_rollback)`
+        is the current mode (read when `connect()` runs)."""
+        return _ForceRollback(self)
 
     @property
     def backend_name(self) -> str:
@@ -226,6 +229,12 @@ class Database:
         """Run a statement; see `Connection.execute` for the return value."""
         return await self.connection().execute(query, values)
 
+    async def execute_result(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> ExecuteResult:
+        """Run a statement; see `Connection.execute_result`."""
+        return await self.connection().execute_result(query, values)
+
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping in `values`."""
         await self.connection().execute_many(query, values)
@@ -286,3 +295,32 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise InterfaceError(f"database option {name} must be a number, got {value!r}") from None
+
+
+class _ForceRollback:
+    """What `Database.force_rollback` returns. encode/databases made it a method returning
+    a context manager while asyncdb exposed a bool; this is both, so code written for
+    either keeps working."""
+
+    __slots__ = ("_database",)
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __bool__(self) -> bool:
+        return self._database._force_rollback
+
+    def __repr__(self) -> str:
+        return f"<force_rollback {self._database._force_rollback}>"
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        """Every `connect()` inside the block is in force-rollback mode; leaving the block
+        restores the previous mode (a Database connected inside stays as it connected)."""
+        database = self._database
+        initial = database._force_rollback
+        database._force_rollback = True
+        try:
+            yield
+        finally:
+            database._force_rollback = initial

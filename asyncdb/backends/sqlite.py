@@ -8,6 +8,7 @@ runs in autocommit mode (`isolation_level=None`) so that only asyncdb opens tran
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -17,7 +18,14 @@ from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 from .._exceptions import InterfaceError
 from .._url import DatabaseURL
 from ._common import import_driver
-from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+from .base import (
+    ErrorKind,
+    ErrorScope,
+    ExecuteResult,
+    Failure,
+    RawRow,
+    TransactionOptions,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -96,17 +104,26 @@ class SQLiteBackend:
         await raw._execute(lambda: conn.execute(sql).close())
         return None
 
-    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
         conn = raw._conn
 
-        def run() -> Any:
+        def run() -> ExecuteResult:
             cursor = conn.execute(sql, args)
             try:
-                return cursor.lastrowid
+                row = cursor.fetchone() if cursor.description else None
+                # sqlite3's lastrowid is the connection's last insert rowid: stale after an
+                # UPDATE or DELETE. Only an INSERT/REPLACE statement reports its own.
+                inserted = _first_keyword(sql) in ("INSERT", "REPLACE")
+                return ExecuteResult(
+                    rowcount=cursor.rowcount if cursor.rowcount >= 0 else None,
+                    lastrowid=cursor.lastrowid if inserted and cursor.lastrowid else None,
+                    value=row[0] if row else None,
+                )
             finally:
                 cursor.close()
 
-        return await raw._execute(run)
+        result: ExecuteResult = await raw._execute(run)
+        return result
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         conn = raw._conn
@@ -196,3 +213,12 @@ def _kind(exc: sqlite3.Error, text: str) -> ErrorKind:
 
 def _columns(cursor: Any) -> list[str]:
     return [d[0] for d in cursor.description] if cursor.description else []
+
+
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(\w*)", re.S)
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first keyword, past whitespace and comments ("WITH ..." stays WITH)."""
+    match = _LEADING.match(sql)
+    return match.group(1).upper() if match else ""
