@@ -12,12 +12,13 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
 from .._url import DatabaseURL
-from ._common import import_driver
+from ._common import import_driver, parse_bool
 from .base import (
     ErrorKind,
     ErrorScope,
@@ -36,6 +37,8 @@ _ISOLATION = {
     "deferred": "BEGIN DEFERRED",
     "exclusive": "BEGIN EXCLUSIVE",
 }
+# SQLite URI filename parameters, as encode/databases accepts them in the URL query string.
+_URI_VALUES = {"mode": ("ro", "rw", "rwc", "memory"), "cache": ("shared", "private")}
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -51,17 +54,21 @@ class SQLiteBackend:
         self._aiosqlite = import_driver("aiosqlite", "sqlite")
         self.url = url
         self.dialect = sa_aiosqlite.dialect()
-        self.path = url.database or ":memory:"
-        self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
+        self.path, self._uri = _filename(url.database or ":memory:", options)
+        self._mode = _uri_value(self.path, "mode") if self._uri else None
+        # One connection holds a memory database (shared cache or not): the pool keeps exactly
+        # one open while connected, so it lives as long as the Database is connected, and
+        # nothing else references it once the pool closes.
+        self.is_memory = self.path == ":memory:" or self._mode == "memory"
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
 
     async def connect(self) -> Any:
         raw = await self._aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout
+            self.path, isolation_level=None, timeout=self._busy_timeout, uri=self._uri
         )
-        if not self.is_memory:
+        if not self.is_memory and self._mode != "ro":  # ro cannot switch the journal mode
             await self.command(raw, "PRAGMA journal_mode=WAL")  # closes its cursor: no lock held
         return raw
 
@@ -222,3 +229,32 @@ def _first_keyword(sql: str) -> str:
     """The statement's first keyword, past whitespace and comments ("WITH ..." stays WITH)."""
     match = _LEADING.match(sql)
     return match.group(1).upper() if match else ""
+
+
+def _filename(path: str, options: dict[str, Any]) -> tuple[str, bool]:
+    """Turn the URL's path and its `uri`, `mode` and `cache` options into what sqlite3
+    opens: a plain path, or a `file:` URI (opened with uri=True) carrying mode and cache."""
+    uri = parse_bool(options.pop("uri", False)) or path.startswith("file:")
+    params = {}
+    for name, allowed in _URI_VALUES.items():
+        if name in options:
+            value = str(options.pop(name)).lower()
+            if value not in allowed:
+                raise InterfaceError(
+                    f"sqlite option {name}={value!r} is not one of {', '.join(allowed)}"
+                )
+            params[name] = value
+    if not uri and not params:
+        return path, False
+    if not path.startswith("file:"):
+        path = "file:" + quote(path)
+    if params:
+        path += ("&" if "?" in path else "?") + urlencode(params)
+    return path, True
+
+
+def _uri_value(path: str, name: str) -> str | None:
+    """A parameter of a `file:` URI (the last one wins, as in SQLite)."""
+    query = path.partition("?")[2]
+    values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == name]
+    return values[-1].lower() if values else None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
 from conftest import backends
 
-from asyncdb import Database, ExecuteResult
+from asyncdb import Database, DatabaseError, ExecuteResult, InterfaceError, ProgrammingError
 
 items_table = sa.table(
     "items", sa.column("id", sa.Integer), sa.column("name"), sa.column("value", sa.Integer)
@@ -121,3 +122,58 @@ async def test_force_rollback_constructor_and_nesting(tmp_path) -> None:  # type
         with database.force_rollback():
             raise RuntimeError
     assert database.force_rollback
+
+
+# -- SQLite URI filenames (no server needed) ------------------------------------------------
+
+SHARED_MEMORY = "sqlite:///file:dropin_mem?mode=memory&cache=shared&uri=true"
+
+
+async def test_sqlite_shared_memory_is_one_database_while_connected() -> None:
+    first, second = Database(SHARED_MEMORY), Database(SHARED_MEMORY)
+    async with first:
+        await first.execute("CREATE TABLE t (x INTEGER)")
+        await first.execute("INSERT INTO t VALUES (1)")
+
+        async def count() -> int:
+            return int(await first.fetch_val("SELECT COUNT(*) FROM t"))
+
+        assert await asyncio.gather(count(), count()) == [1, 1]  # every task, one database
+        async with second:  # concurrently: the same shared-cache database, as in SQLite
+            assert await second.fetch_val("SELECT x FROM t") == 1
+    # Gone once every connection to it closed: nothing keeps a reference.
+    third = Database(SHARED_MEMORY)
+    async with third:
+        with pytest.raises(ProgrammingError):
+            await third.fetch_val("SELECT x FROM t")
+
+
+async def test_sqlite_mode_ro_refuses_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ro.sqlite3"
+    async with Database(f"sqlite:///{path}") as writer:
+        await writer.execute("CREATE TABLE t (x INTEGER)")
+        await writer.execute("INSERT INTO t VALUES (7)")
+    async with Database(f"sqlite:///{path}?mode=ro") as reader:
+        assert await reader.fetch_val("SELECT x FROM t") == 7
+        with pytest.raises(DatabaseError, match="readonly"):
+            await reader.execute("INSERT INTO t VALUES (8)")
+        assert await reader.fetch_val("SELECT COUNT(*) FROM t") == 1
+
+
+async def test_sqlite_mode_rw_does_not_create(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "missing.sqlite3"
+    with pytest.raises(DatabaseError):
+        async with Database(f"sqlite:///{path}?mode=rw"):
+            pass
+    assert not path.exists()
+    async with Database(f"sqlite:///{path}?mode=rwc") as database:
+        await database.execute("CREATE TABLE t (x INTEGER)")
+    assert path.exists()
+
+
+@pytest.mark.parametrize(
+    "query", ["mode=readonly", "cache=public", "uri=maybe", "foo=1", "mode=memory&bar=2"]
+)
+def test_sqlite_bad_options_are_interface_errors(query: str) -> None:
+    with pytest.raises(InterfaceError):
+        Database(f"sqlite:///file:x?{query}")
