@@ -59,7 +59,9 @@ class SQLiteBackend:
         # One connection holds a memory database (shared cache or not): the pool keeps exactly
         # one open while connected, so it lives as long as the Database is connected, and
         # nothing else references it once the pool closes.
-        self.is_memory = self.path == ":memory:" or self._mode == "memory"
+        self.is_memory = (
+            self.path.partition("?")[0] in (":memory:", "file::memory:") or self._mode == "memory"
+        )
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None

@@ -148,6 +148,30 @@ async def test_sqlite_shared_memory_is_one_database_while_connected() -> None:
             await third.fetch_val("SELECT x FROM t")
 
 
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("sqlite:///file:dropin_kw?mode=memory&cache=shared", {"uri": True}),  # databases' form
+        ("sqlite:///file::memory:?cache=shared", {}),
+    ],
+)
+async def test_sqlite_memory_uri_forms(url: str, options: dict[str, object]) -> None:
+    database = Database(url, **options)
+    async with database:
+        await database.execute("CREATE TABLE t (x INTEGER)")
+
+        async def insert(i: int) -> None:
+            async with database.transaction():
+                await database.execute("INSERT INTO t VALUES (:i)", {"i": i})
+
+        await asyncio.gather(*(insert(i) for i in range(20)))  # every task, one database
+        assert await database.fetch_val("SELECT COUNT(*) FROM t") == 20
+        assert database.pool_stats()["max_size"] == 1
+    async with Database(url, **options) as later:
+        with pytest.raises(ProgrammingError):
+            await later.fetch_val("SELECT x FROM t")
+
+
 async def test_sqlite_mode_ro_refuses_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "ro.sqlite3"
     async with Database(f"sqlite:///{path}") as writer:
