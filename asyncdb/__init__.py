@@ -5,6 +5,8 @@ immutable values, and every driver error is classified so that a dead connection
 reused and a failed transaction is never half-committed.
 """
 
+from importlib import metadata as _metadata
+
 from ._backoff import Retry
 from ._connection import Connection
 from ._database import Database
@@ -25,6 +27,7 @@ from ._exceptions import (
 from ._records import Record
 from ._transaction import Transaction
 from ._url import DatabaseURL
+from .backends.base import ExecuteResult
 
 __all__ = [
     "CommitOutcomeUnknownError",
@@ -35,6 +38,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseURL",
     "DisconnectionError",
+    "ExecuteResult",
     "IntegrityError",
     "InterfaceError",
     "OperationalError",
@@ -47,7 +51,10 @@ __all__ = [
     "TransactionAbortedError",
 ]
 
-__version__ = "0.1.0"
+try:  # one source of truth: the installed distribution's metadata (pyproject.toml)
+    __version__ = _metadata.version("asyncdb-layer")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 for _name in __all__:
     globals()[_name].__module__ = "asyncdb"

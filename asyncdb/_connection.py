@@ -32,7 +32,7 @@ from ._exceptions import (
 )
 from ._pool import CLIENT_EXCEPTIONS, Pool, PooledConnection
 from ._records import Record
-from .backends.base import Backend, ErrorKind, ErrorScope, TransactionOptions
+from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
 
 if TYPE_CHECKING:
     from ._transaction import Transaction
@@ -193,10 +193,22 @@ class Connection:
         return None if row is None else row[column]
 
     async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
-        """Run a statement. Returns lastrowid on MySQL and SQLite, and the first value of the
-        first row on PostgreSQL (as encode/databases does)."""
+        """Run a statement and return what encode/databases returns: on PostgreSQL the first
+        value of the first row (None without RETURNING); on MySQL and SQLite the new row's id
+        after an INSERT that generated one, else the number of rows affected. Use
+        `execute_result()` to get both numbers without guessing."""
+        result = await self.execute_result(query, values)
+        return result.databases_value(self._backend.name)
+
+    async def execute_result(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> ExecuteResult:
+        """Run a statement; return its `ExecuteResult(rowcount, lastrowid, value)`."""
         compiled, args = self._compiler.compile(query, values)
-        return await self._run(self._backend.execute, compiled.sql, args, query=compiled)
+        result: ExecuteResult = await self._run(
+            self._backend.execute, compiled.sql, args, query=compiled
+        )
+        return result
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping in `values`."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from ._transaction import Transaction
 from ._url import DatabaseURL
 from .backends import create_backend
 from .backends._common import parse_bool
-from .backends.base import Backend
+from .backends.base import Backend, ExecuteResult
 
 __all__ = ["Database"]
 
@@ -90,10 +91,8 @@ class Database:
         )
         if on_connect is not None and not callable(on_connect):
             raise InterfaceError(f"on_connect must be an async callable, got {on_connect!r}")
-        # force_rollback shares one connection on purpose: nothing to reset between tasks.
-        reset = "never" if force_rollback else self._pool_options.get("reset", "auto")
         self._pool_options.update(
-            hooks=self._hooks, log_parameters=log_parameters, reset=reset, on_connect=on_connect
+            hooks=self._hooks, log_parameters=log_parameters, on_connect=on_connect
         )
         self._compiler = Compiler(
             self._backend.dialect, getattr(self._backend, "adapt_parameter", None)
@@ -115,8 +114,10 @@ class Database:
         return self._pool is not None
 
     @property
-    def force_rollback(self) -> bool:
-        return self._force_rollback
+    def force_rollback(self) -> _ForceRollback:
+        """`with db.force_rollback():` as in encode/databases; `bool(db.force_rollback)`
+        is the current mode (read when `connect()` runs)."""
+        return _ForceRollback(self)
 
     @property
     def backend_name(self) -> str:
@@ -129,7 +130,7 @@ class Database:
         self._check_fork()
         if self._pool is not None:
             return
-        pool = Pool(self._backend, **self._pool_options)
+        pool = self._new_pool()
         await pool.open()
         self._pool = pool
         if self._force_rollback:
@@ -143,6 +144,13 @@ class Database:
             except BaseException:
                 await self.disconnect()  # no half-connected Database
                 raise
+
+    def _new_pool(self) -> Pool:
+        options = dict(self._pool_options)
+        if self._force_rollback:
+            # force_rollback shares one connection on purpose: nothing to reset between tasks.
+            options["reset"] = "never"
+        return Pool(self._backend, **options)
 
     async def disconnect(self) -> None:
         """Roll back force_rollback's transaction and close the pool. Idempotent.
@@ -245,6 +253,12 @@ class Database:
         """Run a statement; see `Connection.execute` for the return value."""
         return await self.connection().execute(query, values)
 
+    async def execute_result(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> ExecuteResult:
+        """Run a statement; see `Connection.execute_result`."""
+        return await self.connection().execute_result(query, values)
+
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per mapping in `values`."""
         await self.connection().execute_many(query, values)
@@ -269,7 +283,7 @@ class Database:
         self._global_connection = self._global_transaction = None
         if self._pool is not None:
             self._pool._check_fork()
-            self._pool = Pool(self._backend, **self._pool_options)
+            self._pool = self._new_pool()
 
 
 def _pool_options(given: dict[str, Any], backend: Backend) -> dict[str, Any]:
@@ -311,3 +325,32 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise InterfaceError(f"database option {name} must be a number, got {value!r}") from None
+
+
+class _ForceRollback:
+    """What `Database.force_rollback` returns. encode/databases made it a method returning
+    a context manager while asyncdb exposed a bool; this is both, so code written for
+    either keeps working."""
+
+    __slots__ = ("_database",)
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __bool__(self) -> bool:
+        return self._database._force_rollback
+
+    def __repr__(self) -> str:
+        return f"<force_rollback {self._database._force_rollback}>"
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        """Every `connect()` inside the block is in force-rollback mode; leaving the block
+        restores the previous mode (a Database connected inside stays as it connected)."""
+        database = self._database
+        initial = database._force_rollback
+        database._force_rollback = True
+        try:
+            yield
+        finally:
+            database._force_rollback = initial

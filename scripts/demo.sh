@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the demo on SQLite from a fresh machine: a venv with asyncdb[sqlite], then the tour.
+# Run the demo on SQLite from a fresh machine: a venv with asyncdb-layer[sqlite], then the tour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${ASYNCDB_VENV:-.venv}

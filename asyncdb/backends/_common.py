@@ -38,7 +38,7 @@ def import_driver(module: str, extra: str) -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             f"the {module!r} driver is not installed; install it with: "
-            f"pip install 'asyncdb[{extra}]'"
+            f"pip install 'asyncdb-layer[{extra}]'"
         ) from exc
 
 

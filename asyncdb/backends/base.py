@@ -21,12 +21,36 @@ __all__ = [
     "Backend",
     "ErrorKind",
     "ErrorScope",
+    "ExecuteResult",
     "Failure",
     "RawRow",
     "TransactionOptions",
 ]
 
 RawRow = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteResult:
+    """What a statement did, without guessing: `execute()` has to return one number, this
+    keeps all of them.
+
+    `rowcount`: rows inserted, updated or deleted (None when the driver cannot tell).
+    `lastrowid`: the rowid/AUTO_INCREMENT value of an INSERT on MySQL and SQLite, else None
+    (never a stale value from an earlier statement). `value`: the first value of the first
+    row the statement returned (RETURNING), else None.
+    """
+
+    rowcount: int | None
+    lastrowid: int | None
+    value: Any = None
+
+    def databases_value(self, backend_name: str) -> Any:
+        """The single number encode/databases' execute() returns: the first value on
+        PostgreSQL; on MySQL and SQLite lastrowid, or the row count when it is 0/None."""
+        if backend_name == "postgresql":
+            return self.value
+        return self.lastrowid if self.lastrowid else self.rowcount
 
 
 class ErrorKind(enum.Enum):
@@ -118,8 +142,9 @@ class Backend(Protocol):
     async def command(self, raw: Any, sql: str) -> str | None:
         """Run a parameterless command (BEGIN, SAVEPOINT...); return its status tag if known."""
 
-    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
-        """Run a statement; return lastrowid (MySQL, SQLite) or the first value (PostgreSQL)."""
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
+        """Run a statement; say what it did. `lastrowid` must be this statement's own
+        (None unless it inserted), never the connection's stale last insert id."""
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         """Run a statement once per parameter set."""

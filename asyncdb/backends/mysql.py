@@ -22,7 +22,14 @@ from ._common import (
     parse_bool,
     tls_option,
 )
-from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+from .base import (
+    ErrorKind,
+    ErrorScope,
+    ExecuteResult,
+    Failure,
+    RawRow,
+    TransactionOptions,
+)
 
 __all__ = ["MySQLBackend"]
 
@@ -197,11 +204,15 @@ class MySQLBackend:
         await raw.query(sql)
         return None
 
-    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
         async with raw.cursor(self._cursor) as cursor:
             # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %.
             await cursor.execute(sql, tuple(args))
-            return cursor.lastrowid
+            # insert_id of this statement's OK packet: 0 unless it generated an id.
+            lastrowid = cursor.lastrowid or None
+            rowcount = cursor.rowcount if cursor.rowcount >= 0 else None
+            row = await cursor.fetchone() if cursor.description else None
+            return ExecuteResult(rowcount, lastrowid, row[0] if row else None)
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         async with raw.cursor(self._cursor) as cursor:

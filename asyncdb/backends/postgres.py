@@ -20,7 +20,14 @@ from ._common import (
     isolation_sql,
     tls_option,
 )
-from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+from .base import (
+    ErrorKind,
+    ErrorScope,
+    ExecuteResult,
+    Failure,
+    RawRow,
+    TransactionOptions,
+)
 
 __all__ = ["PostgresBackend"]
 
@@ -123,8 +130,16 @@ class PostgresBackend:
         status: str = await raw.execute(sql)
         return status
 
-    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
-        return await raw.fetchval(sql, *args)
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
+        # fetchval() drops the status tag ("UPDATE 2"); _execute is what fetchval and
+        # execute() call, with the tag kept. No limit: a suspended portal has no tag.
+        rows, status, _ = await raw._execute(sql, args, 0, None, return_status=True)
+        tag = status.decode().rsplit(" ", 1)[-1] if status else ""
+        return ExecuteResult(
+            rowcount=int(tag) if tag.isdigit() else None,
+            lastrowid=None,
+            value=rows[0][0] if rows and len(rows[0]) else None,
+        )
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         await raw.executemany(sql, args)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import types as sa_types
 from sqlalchemy.dialects.sqlite import DATETIME as SA_DATETIME
@@ -20,8 +22,15 @@ from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
 from .._url import DatabaseURL
-from ._common import connect_timeout, connect_within, import_driver
-from .base import ErrorKind, ErrorScope, Failure, RawRow, TransactionOptions
+from ._common import connect_timeout, connect_within, import_driver, parse_bool
+from .base import (
+    ErrorKind,
+    ErrorScope,
+    ExecuteResult,
+    Failure,
+    RawRow,
+    TransactionOptions,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -43,6 +52,8 @@ _DEFAULT_PRAGMAS = (
     "PRAGMA query_only = OFF",
     "PRAGMA defer_foreign_keys = OFF",
 )
+# SQLite URI filename parameters, as encode/databases accepts them in the URL query string.
+_URI_VALUES = {"mode": ("ro", "rw", "rwc", "memory"), "cache": ("shared", "private")}
 _CLOSED_TEXTS = ("no active connection", "connection closed", "closed database")
 _PROGRAMMING_TEXTS = ("syntax error", "no such table", "no such column", "already exists")
 
@@ -60,8 +71,14 @@ class SQLiteBackend:
         self.dialect = sa_aiosqlite.dialect()
         # per instance: SQLAlchemy's own dialect class is left as it is
         self.dialect.colspecs = {**self.dialect.colspecs, sa_types.DateTime: _NaiveDateTime}
-        self.path = url.database or ":memory:"
-        self.is_memory = self.path == ":memory:" or "mode=memory" in self.path
+        self.path, self._uri = _filename(url.database or ":memory:", options)
+        self._mode = _uri_value(self.path, "mode") if self._uri else None
+        # One connection holds a memory database (shared cache or not): the pool keeps exactly
+        # one open while connected, so it lives as long as the Database is connected, and
+        # nothing else references it once the pool closes.
+        self.is_memory = (
+            self.path.partition("?")[0] in (":memory:", "file::memory:") or self._mode == "memory"
+        )
         self._busy_timeout = float(options.pop("busy_timeout", options.pop("timeout", 5.0)))
         self._connect_timeout = connect_timeout(options)
         self._gate: asyncio.Lock | None = None
@@ -91,9 +108,9 @@ class SQLiteBackend:
 
     async def _open(self) -> Any:
         raw = await self._aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout
+            self.path, isolation_level=None, timeout=self._busy_timeout, uri=self._uri
         )
-        if not self.is_memory:
+        if not self.is_memory and self._mode != "ro":  # ro cannot switch the journal mode
             try:
                 await self.command(raw, "PRAGMA journal_mode=WAL")  # closes its cursor
             except BaseException:
@@ -168,17 +185,26 @@ class SQLiteBackend:
         await raw._execute(lambda: conn.execute(sql).close())
         return None
 
-    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> Any:
+    async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
         conn = raw._conn
 
-        def run() -> Any:
+        def run() -> ExecuteResult:
             cursor = conn.execute(sql, args)
             try:
-                return cursor.lastrowid
+                row = cursor.fetchone() if cursor.description else None
+                # sqlite3's lastrowid is the connection's last insert rowid: stale after an
+                # UPDATE or DELETE. Only an INSERT/REPLACE statement reports its own.
+                inserted = _first_keyword(sql) in ("INSERT", "REPLACE")
+                return ExecuteResult(
+                    rowcount=cursor.rowcount if cursor.rowcount >= 0 else None,
+                    lastrowid=cursor.lastrowid if inserted and cursor.lastrowid else None,
+                    value=row[0] if row else None,
+                )
             finally:
                 cursor.close()
 
-        return await raw._execute(run)
+        result: ExecuteResult = await raw._execute(run)
+        return result
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         conn = raw._conn
@@ -298,3 +324,41 @@ class _NaiveDateTime(SA_DATETIME):
             return process(value) if process is not None else value
 
         return refuse_aware
+
+
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(\w*)", re.S)
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first keyword, past whitespace and comments ("WITH ..." stays WITH)."""
+    match = _LEADING.match(sql)
+    return match.group(1).upper() if match else ""
+
+
+def _filename(path: str, options: dict[str, Any]) -> tuple[str, bool]:
+    """Turn the URL's path and its `uri`, `mode` and `cache` options into what sqlite3
+    opens: a plain path, or a `file:` URI (opened with uri=True) carrying mode and cache."""
+    uri = parse_bool(options.pop("uri", False)) or path.startswith("file:")
+    params = {}
+    for name, allowed in _URI_VALUES.items():
+        if name in options:
+            value = str(options.pop(name)).lower()
+            if value not in allowed:
+                raise InterfaceError(
+                    f"sqlite option {name}={value!r} is not one of {', '.join(allowed)}"
+                )
+            params[name] = value
+    if not uri and not params:
+        return path, False
+    if not path.startswith("file:"):
+        path = "file:" + quote(path)
+    if params:
+        path += ("&" if "?" in path else "?") + urlencode(params)
+    return path, True
+
+
+def _uri_value(path: str, name: str) -> str | None:
+    """A parameter of a `file:` URI (the last one wins, as in SQLite)."""
+    query = path.partition("?")[2]
+    values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == name]
+    return values[-1].lower() if values else None

@@ -47,7 +47,7 @@ def test_import_without_drivers_and_missing_driver_names_the_extra() -> None:
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'asyncdb[postgresql]'" in out.stdout
+    assert "pip install 'asyncdb-layer[postgresql]'" in out.stdout
     assert "pw" not in out.stdout.replace("pip", "")
 
 
