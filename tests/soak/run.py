@@ -29,7 +29,7 @@ import asyncdb
 from asyncdb import CommitOutcomeUnknownError, Database, DatabaseURL, Retry, Rollback
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from proxy import TcpProxy  # noqa: E402
+from proxy import TcpProxy
 
 INITIAL = 1000
 APP = "asyncdb-soak"
@@ -41,6 +41,7 @@ class Result:
     backend: str
     seed: int
     committed: int = 0
+    calls: int = 0
     attempts: int = 0
     unknown: int = 0
     unknown_present: int = 0
@@ -70,7 +71,7 @@ class Result:
         rows = [
             ("backend / seed", f"{self.backend} / {self.seed}"),
             ("transfers committed", self.committed),
-            ("transfer attempts (retries)", f"{self.attempts} ({self.attempts - self.committed})"),
+            ("transfer calls / attempts", f"{self.calls} / {self.attempts}"),
             ("failed (definite)", self.failed),
             ("commit outcome unknown", self.unknown),
             ("  found in ledger", self.unknown_present),
@@ -92,8 +93,16 @@ class Result:
 
 class Soak:
     def __init__(
-        self, backend: str, url: str, *, duration: float, tasks: int, accounts: int, seed: int,
-        fault_rate: float = 3.0, max_size: int = 20,
+        self,
+        backend: str,
+        url: str,
+        *,
+        duration: float,
+        tasks: int,
+        accounts: int,
+        seed: int,
+        fault_rate: float = 3.0,
+        max_size: int = 20,
     ) -> None:
         self.backend, self.url, self.duration = backend, url, duration
         self.ntasks, self.naccounts, self.max_size = tasks, accounts, max_size
@@ -105,7 +114,6 @@ class Soak:
         self.stop = asyncio.Event()
         self.slots: list[asyncio.Task[None] | None] = []
         self.proxy: TcpProxy | None = None
-        self.admin_id: int | None = None
 
     # -- setup -------------------------------------------------------------------------
 
@@ -119,25 +127,27 @@ class Soak:
             options["pre_ping"] = 0.5
         if self.backend == "postgresql":
             options["server_settings"] = {"application_name": APP}
-        admin_options = {"server_settings": {"application_name": APP + "-admin"}} if (
-            self.backend == "postgresql") else {}
+        admin_options = (
+            {"server_settings": {"application_name": APP + "-admin"}}
+            if (self.backend == "postgresql")
+            else {}
+        )
+        # One connection, shared by the fault injector and the checks: MariaDB sessions are
+        # told apart from the soak's by CONNECTION_ID().
         admin = Database(self.url, min_size=1, max_size=1, **admin_options)
         await admin.connect()
         try:
-            async with admin.connection():
-                await self._schema(admin)
-                if self.backend == "mysql":
-                    self.admin_id = await admin.fetch_val("SELECT CONNECTION_ID()")
-                db = Database(url, **options)
-                await db.connect()
-                try:
-                    await self._workload(db, admin)
-                    await self._final(db, admin)
-                finally:
-                    await db.disconnect()
-                    if self.proxy is not None:
-                        await self.proxy.close()
-                await self._after_disconnect(admin)
+            await self._schema(admin)
+            db = Database(url, **options)
+            await db.connect()
+            try:
+                await self._workload(db, admin)
+                await self._final(db, admin)
+            finally:
+                await db.disconnect()
+                if self.proxy is not None:
+                    await self.proxy.close()
+            await self._after_disconnect(admin)
         finally:
             await admin.disconnect()
         return self.result
@@ -194,7 +204,11 @@ class Soak:
         self._transfers = (plain, backoff)
 
         def on_query(event: str, details: dict[str, Any]) -> None:
-            if self.proxy is not None and self._cut_commit and details["sql"].strip().upper() == "COMMIT":
+            if (
+                self.proxy is not None
+                and self._cut_commit
+                and details["sql"].strip().upper() == "COMMIT"
+            ):
                 self._cut_commit = False
                 self.proxy.cut_after(b"COMMIT")
                 self.result.faults["tcp cut after COMMIT"] += 1
@@ -208,13 +222,14 @@ class Soak:
         self.stop.set()
         self._cut_commit = False
         await faults
-        done, pending = await asyncio.wait(slots, timeout=120)
+        _done, pending = await asyncio.wait(slots, timeout=120)
         for task in pending:  # bounded: a stuck worker is itself a finding
-            self.result.check("workers stop", False, f"{len(pending)} workers still running 120 s after stop")
+            self.result.check(
+                "workers stop", False, f"{len(pending)} workers still running 120 s after stop"
+            )
             task.cancel()
             break
         await asyncio.gather(*slots, return_exceptions=True)
-        db.remove_hook("query_start", on_query) if hasattr(db, "remove_hook") else None
 
     async def _slot(self, db: Database, admin: Database, index: int) -> None:
         """Run worker `index`; when a fault cancels it, start it again."""
@@ -252,7 +267,7 @@ class Soak:
                 self.result.errors[type(exc).__name__] += 1
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - that is the finding
+            except Exception as exc:
                 self._foreign(exc, "operation")
             await asyncio.sleep(rng.random() * 0.01)
 
@@ -262,6 +277,7 @@ class Soak:
         args = (tid, src, dst, rng.randint(1, 50), rng.choice((0, 0, 1, 2)))
         transfer = rng.choice(self._transfers)
         self.status[tid] = "cancelled"  # until we know better
+        self.result.calls += 1
         try:
             await transfer(*args)
         except CommitOutcomeUnknownError:
@@ -352,7 +368,7 @@ class Soak:
         elif kind == "cut after commit":
             self._cut_commit = True  # the query_start hook arms the proxy on the next COMMIT
         elif kind == "interrupt":
-            pool = db._pool  # noqa: SLF001 - the only way to reach a running sqlite statement
+            pool = db._pool
             busy = list(getattr(pool, "_in_use", ()))
             if busy:
                 raw = self.rng.choice(busy).raw
@@ -397,7 +413,8 @@ class Soak:
         if self.backend != "sqlite":
             count = await self._settled(admin, lambda n: n <= self.max_size)
             r.check(
-                "server sessions <= max_size", count <= self.max_size,
+                "server sessions <= max_size",
+                count <= self.max_size,
                 f"{count} sessions on the server, max_size {self.max_size}",
             )
         total = self.naccounts * INITIAL
@@ -407,35 +424,45 @@ class Soak:
         }
         ledger = [
             (str(row[0]), int(row[1]), int(row[2]), int(row[3]))
-            for row in await admin.fetch_all("SELECT transfer_id, src, dst, amount FROM soak_ledger")
+            for row in await admin.fetch_all(
+                "SELECT transfer_id, src, dst, amount FROM soak_ledger"
+            )
         ]
         final = sum(balances.values())
         r.check("sum of balances unchanged", final == total, f"{final} != {total} (initial)")
         bad_reads = [s for s in self.sums if s != total]
         r.check(
-            "every read saw the total", not bad_reads,
+            "every read saw the total",
+            not bad_reads,
             f"{len(bad_reads)} of {len(self.sums)} reads, e.g. {bad_reads[:3]} != {total}",
         )
         expected = dict.fromkeys(range(self.naccounts), INITIAL)
         for _tid, src, dst, amount in ledger:
             expected[src] -= amount
             expected[dst] += amount
-        off = {a: (expected[a], balances.get(a)) for a in expected if expected[a] != balances.get(a)}
+        off = {
+            a: (expected[a], balances.get(a)) for a in expected if expected[a] != balances.get(a)
+        }
         r.check(
-            "balances reconcile with the ledger", not off,
+            "balances reconcile with the ledger",
+            not off,
             f"{len(off)} accounts differ (ledger-expected, actual): {dict(list(off.items())[:5])}",
         )
         in_ledger = {row[0] for row in ledger}
         lost = [t for t, s in self.status.items() if s == "ok" and t not in in_ledger]
-        r.check("committed transfers in the ledger", not lost, f"{len(lost)} reported committed, absent")
+        r.check(
+            "committed transfers in the ledger", not lost, f"{len(lost)} reported committed, absent"
+        )
         ghost = [t for t, s in self.status.items() if s == "failed" and t in in_ledger]
-        r.check("failed transfers not applied", not ghost, f"{len(ghost)} reported failed, in ledger")
+        r.check(
+            "failed transfers not applied", not ghost, f"{len(ghost)} reported failed, in ledger"
+        )
         unknown_tids = in_ledger - set(self.status)
         r.check("no phantom ledger rows", not unknown_tids, f"{len(unknown_tids)} never attempted")
 
-    async def _settled(self, admin: Database, good: Any, timeout: float = 30.0) -> int:
+    async def _settled(self, admin: Database, good: Any, limit: float = 30.0) -> int:
         """Sessions a dead client left can take the server a moment to notice: poll."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while True:
             count = len(await self._sessions(admin))
             if good(count) or time.monotonic() > deadline:
@@ -466,7 +493,9 @@ async def soak(backend: str, url: str, **kwargs: Any) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="all", choices=["all", "postgresql", "mysql", "sqlite"])
+    parser.add_argument(
+        "--backend", default="all", choices=["all", "postgresql", "mysql", "sqlite"]
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per backend")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--accounts", type=int, default=50)
@@ -478,11 +507,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory() as tmpdir:
         for backend in backends:
-            print(f"soak: {backend}, {args.duration:g} s, {args.tasks} tasks, seed {seed}", flush=True)
+            print(
+                f"soak: {backend}, {args.duration:g} s, {args.tasks} tasks, seed {seed}", flush=True
+            )
             result = asyncio.run(
                 soak(
-                    backend, url_for(backend, tmpdir), duration=args.duration, tasks=args.tasks,
-                    accounts=args.accounts, seed=seed, fault_rate=args.faults_per_second,
+                    backend,
+                    url_for(backend, tmpdir),
+                    duration=args.duration,
+                    tasks=args.tasks,
+                    accounts=args.accounts,
+                    seed=seed,
+                    fault_rate=args.faults_per_second,
                 )
             )
             print(result.table(), flush=True)
