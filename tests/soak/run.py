@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import sys
@@ -54,6 +55,7 @@ class Result:
     savepoint_rollbacks: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
     foreign: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
@@ -83,12 +85,22 @@ class Result:
         ]
         rows += [(f"error {k}", v) for k, v in sorted(self.errors.items())]
         rows += [(f"fault {k}", v) for k, v in sorted(self.faults.items())]
+        rows += [(f"asyncdb warning: {k[:60]}", v) for k, v in sorted(self.warnings.items())]
         rows += [(f"invariant {k}", "OK" if v else "FAILED") for k, v in self.checks.items()]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
         lines += [f"VIOLATION {v}" for v in self.violations]
         lines += [f"FOREIGN {f}" for f in self.foreign[:10]]
         return "\n".join(lines)
+
+
+class _WarningCounter(logging.Handler):
+    def __init__(self, counts: Counter[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.counts = counts
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[record.getMessage()] += 1
 
 
 class Soak:
@@ -118,6 +130,15 @@ class Soak:
     # -- setup -------------------------------------------------------------------------
 
     async def run(self) -> Result:
+        """Set up, attack, check; asyncdb's own warnings are counted for the summary."""
+        counter = _WarningCounter(self.result.warnings)
+        logging.getLogger("asyncdb").addHandler(counter)
+        try:
+            return await self._run()
+        finally:
+            logging.getLogger("asyncdb").removeHandler(counter)
+
+    async def _run(self) -> Result:
         server = self.backend != "sqlite"
         url = DatabaseURL(self.url)
         options: dict[str, Any] = {"max_size": self.max_size, "acquire_timeout": 120}
