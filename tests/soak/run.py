@@ -126,6 +126,7 @@ class Soak:
         self.stop = asyncio.Event()
         self.slots: list[asyncio.Task[None] | None] = []
         self.proxy: TcpProxy | None = None
+        self.others: set[int] = set()  # MariaDB sessions that were there before the soak
 
     # -- setup -------------------------------------------------------------------------
 
@@ -159,6 +160,8 @@ class Soak:
         await admin.connect()
         try:
             await self._schema(admin)
+            if self.backend == "mysql":  # not ours: left by whoever else uses this user and db
+                self.others = set(await self._sessions(admin))
             db = Database(url, **options)
             await db.connect()
             try:
@@ -422,7 +425,7 @@ class Soak:
                 "WHERE user = :u AND db = :d AND id <> CONNECTION_ID()",
                 {"u": url.username, "d": url.database},
             )
-        return [int(r[0]) for r in rows]
+        return [int(r[0]) for r in rows if int(r[0]) not in self.others]
 
     # -- the invariants ----------------------------------------------------------------
 
