@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint typecheck demo bench`.
+"""Developer sessions: `nox -s tests lint typecheck demo bench soak`.
 
 `tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh); it is
 what scripts/test.sh runs, inside a nox virtualenv instead of .venv.
@@ -68,3 +68,17 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[all]", "databases", "sqlalchemy[asyncio]", "matplotlib", "uvloop")
     env = _server_env()
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=env)
+
+
+@nox.session  # not in nox.options.sessions: run it by name
+def soak(session: nox.Session) -> None:
+    """The chaos soak (tests/soak/run.py): `nox -s soak -- --duration 300 --backend all`.
+
+    Servers started and stopped here like `tests`; exits non-zero if an invariant fails."""
+    session.install("-e", ".[all]")
+    env = _server_env()
+    try:
+        session.run("python", "-m", "tests.soak.run", *session.posargs, env=env)
+    finally:
+        if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
+            subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)

@@ -1,7 +1,7 @@
 """A loopback TCP proxy for the tests that cuts connections for real (like Storm's and
 asyncpg's test proxies): `cut()` aborts every open connection; `cut_after(b"COMMIT")` lets
 the next client packet containing those bytes reach the server, then cuts the client off
-before the server's answer comes back."""
+before the server's answer comes back (and the server's side a second later)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,9 @@ class TcpProxy:
                     await writer.drain()
                     await asyncio.sleep(0.2)  # the server commits; its answer is never relayed
                     pair[0].transport.abort()
+                    # The server's side goes too, later, as a dead client's would: a
+                    # session left open forever would look like a leak to the soak.
+                    asyncio.get_running_loop().call_later(1.0, pair[1].transport.abort)
                     self.cut_done.set()
                     return
                 writer.write(data)

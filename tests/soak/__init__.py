@@ -1,0 +1,1 @@
+"""A chaos soak: concurrent money transfers under injected faults, then invariant checks."""
