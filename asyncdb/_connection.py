@@ -331,6 +331,15 @@ class Connection:
         if name is not None:
             await self._command(f"RELEASE SAVEPOINT {name}", check_failed=False)
             return
+        pooled = self._pooled
+        if pooled is None or self._backend.is_closed(pooled.raw):
+            # Known dead before COMMIT was sent: certainly not committed, so retryable.
+            self._invalidate()
+            raise DisconnectionError(
+                "the connection was lost before COMMIT was sent: the transaction was not "
+                "committed",
+                backend=self._backend.name,
+            )
         try:
             status = await self._command("COMMIT", check_failed=False)
         except DisconnectionError as exc:
