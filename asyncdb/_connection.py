@@ -336,8 +336,7 @@ class Connection:
             # Known dead before COMMIT was sent: certainly not committed, so retryable.
             self._invalidate()
             raise DisconnectionError(
-                "the connection was lost before COMMIT was sent: the transaction was not "
-                "committed",
+                "the connection was lost before COMMIT was sent: the transaction was not committed",
                 backend=self._backend.name,
             )
         try:
