@@ -30,7 +30,7 @@ from ._exceptions import (
     ProgrammingError,
     TransactionAbortedError,
 )
-from ._pool import CLIENT_EXCEPTIONS, Pool, PooledConnection
+from ._pool import Pool, PooledConnection
 from ._records import Record
 from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
 
@@ -123,7 +123,10 @@ class Connection:
             # The same task holds the wire: either an iteration it broke out of is still
             # closing (wait a moment) or it runs a statement inside its own iteration.
             try:
-                await asyncio.wait_for(self._lock.acquire(), _SAME_TASK_WAIT)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancel that
+                # arrives in the same loop turn as the lock.
+                async with asyncio.timeout(_SAME_TASK_WAIT):
+                    await self._lock.acquire()
             except TimeoutError:
                 raise InterfaceError(
                     "this connection is busy with an iteration of the same task; finish the "
@@ -298,7 +301,8 @@ class Connection:
             return
         lock, timeout = gate
         try:
-            await asyncio.wait_for(lock.acquire(), timeout)
+            async with asyncio.timeout(timeout):  # never loses a cancel, unlike 3.11 wait_for
+                await lock.acquire()
         except TimeoutError:
             raise ConflictError(
                 f"{self._backend.name}: database is locked: another transaction of this process "
@@ -351,6 +355,14 @@ class Connection:
         if name is not None:
             await self._command(f"RELEASE SAVEPOINT {name}", check_failed=False)
             return
+        pooled = self._pooled
+        if pooled is None or self._backend.is_closed(pooled.raw):
+            # Known dead before COMMIT was sent: certainly not committed, so retryable.
+            self._invalidate()
+            raise DisconnectionError(
+                "the connection was lost before COMMIT was sent: the transaction was not committed",
+                backend=self._backend.name,
+            )
         try:
             status = await self._command("COMMIT", check_failed=False)
         except DisconnectionError as exc:
@@ -383,7 +395,10 @@ class Connection:
             return
         try:
             await self._backend.command(self._pooled.raw, "ROLLBACK")
-        except CLIENT_EXCEPTIONS:
+        except asyncio.CancelledError:
+            self._invalidate()  # cleanup may suppress errors, never a cancellation
+            raise
+        except Exception:
             self._invalidate()
 
     def _give_turn(self, tx: Transaction) -> None:
@@ -540,5 +555,5 @@ class _Statement:
 async def _aclose_quietly(stream: Any) -> None:
     try:
         await stream.aclose()
-    except CLIENT_EXCEPTIONS:
+    except Exception:  # cleanup may suppress errors, never a cancellation
         pass

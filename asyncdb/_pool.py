@@ -270,8 +270,15 @@ class Pool:
         for conn in idle:
             self._size -= 1
             try:
-                await asyncio.wait_for(self.backend.close(conn.raw), 5)
-            except CLIENT_EXCEPTIONS:
+                async with asyncio.timeout(5):
+                    await self.backend.close(conn.raw)
+            except asyncio.CancelledError:
+                self.backend.terminate(conn.raw)
+                for rest in idle[idle.index(conn) + 1 :]:
+                    self._size -= 1
+                    self.backend.terminate(rest.raw)
+                raise  # closing may suppress errors, never a cancellation
+            except Exception:
                 self.backend.terminate(conn.raw)
 
     def stats(self) -> dict[str, int]:
@@ -294,7 +301,10 @@ class Pool:
         waiter: asyncio.Future[PooledConnection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            return await asyncio.wait_for(waiter, self.acquire_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the connection when it
+            # arrives in the same loop turn as a cancel, and the cancellation is lost.
+            async with asyncio.timeout(self.acquire_timeout):
+                return await waiter
         except TimeoutError:
             waiting = sum(1 for w in self._waiters if not w.done())
             raise PoolTimeout(
@@ -344,10 +354,11 @@ class Pool:
         try:
             await self.backend.ping(conn.raw)
         except Exception as exc:
+            # Any ping failure (a disconnect, a cancel hitting the ping, ...) is a reason to
+            # replace the connection; a raw driver error must never reach the caller.
             failure = self.backend.classify(exc, conn.raw)
-            if failure is None or failure.kind is not ErrorKind.DISCONNECT:
-                raise
-            logger.info("%s: pre-ping found a dead connection; reconnecting", self.name)
+            what = "a dead" if failure and failure.kind is ErrorKind.DISCONNECT else "a failing"
+            logger.info("%s: pre-ping found %s connection; reconnecting", self.name, what)
             self.backend.terminate(conn.raw)
             self._stats["invalidated"] += 1
             fresh = await self._connect(reconnect)
