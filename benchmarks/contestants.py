@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -50,11 +50,12 @@ class Contestant:
 
 class AsyncdbContestant(Contestant):
     name = "asyncdb"
+    options: ClassVar[dict[str, Any]] = {}
 
     async def start(self, url: str) -> None:
         from asyncdb import Database
 
-        self.db = Database(url, min_size=POOL, max_size=POOL)
+        self.db = Database(url, min_size=POOL, max_size=POOL, **self.options)
         await self.db.connect()
 
         @self.db.transaction()
@@ -95,6 +96,14 @@ class AsyncdbContestant(Contestant):
         async for _ in self.db.iterate(sql):
             n += 1
         return n
+
+
+class AsyncdbResetAlwaysContestant(AsyncdbContestant):
+    """asyncdb with `reset="always"`: every checkout that ran anything is reset before the
+    next task gets it (one more round trip), the price of the cautious mode."""
+
+    name = "asyncdb reset=always"
+    options: ClassVar[dict[str, Any]] = {"reset": "always"}
 
 
 class DatabasesContestant(AsyncdbContestant):
@@ -381,6 +390,7 @@ def contestants(backend: str) -> list[Contestant]:
         raw(held=False),
         raw(held=True),
         AsyncdbContestant(),
+        AsyncdbResetAlwaysContestant(),
         DatabasesContestant(),
         SQLAlchemyContestant(),
     ]
