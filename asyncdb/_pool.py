@@ -55,6 +55,7 @@ _fork_generation = 0
 # event loop (its epoll set is shared too).
 _ABANDONED: list[Any] = []
 _pool_names = itertools.count(1)
+_RESET_TIMEOUT = 30.0  # seconds for a session reset (and on_connect's re-run) to finish
 
 OnConnect = Callable[[Any], Awaitable[Any]]
 
@@ -244,9 +245,11 @@ class Pool:
         """Undo all session state, then redo on_connect's; raise if any of it fails."""
         raw = conn.raw
         try:
-            conn.raw = await self.backend.reset(raw)
-            if self.on_connect is not None:
-                await self.on_connect(conn.raw)
+            # bounded: a server that stops answering must not keep the slot forever
+            async with asyncio.timeout(_RESET_TIMEOUT):
+                conn.raw = await self.backend.reset(raw)
+                if self.on_connect is not None:
+                    await self.on_connect(conn.raw)
         except BaseException:
             await self._close_quietly(conn.raw)
             if conn.raw is not raw:
