@@ -194,17 +194,21 @@ class MySQLBackend:
 
     async def cancel(self, raw: Any) -> bool:
         # KILL QUERY from a short-lived second connection (same login, bounded by the connect
-        # timeout): the connection itself is busy waiting for the statement's answer.
-        if raw.closed:
+        # timeout): the connection itself is busy waiting for the statement's answer. Sent
+        # even when aiomysql has already closed the connection (it closes it when a read is
+        # cancelled): the server does not notice a closed socket while a statement runs.
+        ids = getattr(raw, "server_thread_id", None)
+        thread_id = ids[0] if ids else None
+        if thread_id is None:
             return False
         # 1: the command was sent and no packet of its answer was read yet, so the answer
         # (error 1317, or the result if the statement won the race) can still be read whole.
-        in_step = raw._next_seq_id == 1
+        in_step = raw._next_seq_id == 1 and not raw.closed
         try:
             async with asyncio.timeout(self._connect_timeout):
                 killer = await self._open()
                 try:
-                    await killer.query(f"KILL QUERY {int(raw.thread_id())}")
+                    await killer.query(f"KILL QUERY {int(thread_id)}")
                 finally:
                     killer.close()
         except Exception:
