@@ -103,6 +103,7 @@ async def test_iterate_timeout_bounds_each_fetch(backend: str, db: Database) -> 
 
 
 async def test_timeout_inside_a_transaction_dooms_it(backend: str, db: Database) -> None:
+    await db.execute("DROP TABLE IF EXISTS bounded_tx")
     await db.execute("CREATE TABLE bounded_tx (id INTEGER PRIMARY KEY)")
     with pytest.raises(TransactionAbortedError):
         async with db.transaction():
@@ -111,6 +112,7 @@ async def test_timeout_inside_a_transaction_dooms_it(backend: str, db: Database)
                 await db.fetch_val(SLOW[backend], timeout=0.5)
             await db.fetch_val("SELECT 1")  # refused until rollback
     assert await db.fetch_val("SELECT count(*) FROM bounded_tx") == 0  # the write is gone
+    await db.execute("DROP TABLE bounded_tx")
 
 
 async def test_query_timeout_default_and_per_call_override(backend: str, db_url: str) -> None:
