@@ -21,6 +21,7 @@ from ._exceptions import (
     OperationalError,
     PoolTimeout,
     ProgrammingError,
+    QueryTimeoutError,
     Rollback,
     TransactionAbortedError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "OperationalError",
     "PoolTimeout",
     "ProgrammingError",
+    "QueryTimeoutError",
     "Record",
     "Retry",
     "Rollback",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 import time
@@ -28,16 +29,25 @@ from ._exceptions import (
     DisconnectionError,
     InterfaceError,
     ProgrammingError,
+    QueryTimeoutError,
     TransactionAbortedError,
 )
-from ._pool import Pool, PooledConnection
+from ._pool import Pool, PooledConnection, check_timeout
 from ._records import Record
 from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
 
 if TYPE_CHECKING:
     from ._transaction import Transaction
 
-__all__ = ["Connection"]
+__all__ = ["UNSET", "Connection", "Timeout"]
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET = _Unset.UNSET  # `timeout=` not given: the database's query_timeout applies
+Timeout = float | None | _Unset
 
 logger = logging.getLogger("asyncdb.query")
 T = TypeVar("T")
@@ -172,70 +182,116 @@ class Connection:
 
     # -- queries -------------------------------------------------------------------------
 
+    # Every query method takes `timeout=` (seconds; None: no limit; not given: the
+    # database's query_timeout). When it fires the statement is cancelled on the server and
+    # QueryTimeoutError is raised.
+
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = UNSET,
     ) -> list[Record]:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
+        columns, rows = await self._run(
+            self._backend.fetch, compiled.sql, args, query=compiled, timeout=timeout
+        )
         return self._records(compiled, columns, rows)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = UNSET,
     ) -> Record | None:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
-        columns, rows = await self._run(self._backend.fetch, compiled.sql, args, query=compiled)
+        columns, rows = await self._run(
+            self._backend.fetch, compiled.sql, args, query=compiled, timeout=timeout
+        )
         return self._records(compiled, columns, rows[:1])[0] if rows else None
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: Timeout = UNSET,
     ) -> Any:
         """Run a query and return one value of its first row (None if there is no row)."""
-        row = await self.fetch_one(query, values)
+        row = await self.fetch_one(query, values, timeout=timeout)
         return None if row is None else row[column]
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = UNSET,
+    ) -> Any:
         """Run a statement and return what encode/databases returns: on PostgreSQL the first
         value of the first row (None without RETURNING); on MySQL and SQLite the new row's id
         after an INSERT that generated one, else the number of rows affected. Use
         `execute_result()` to get both numbers without guessing."""
-        result = await self.execute_result(query, values)
+        result = await self.execute_result(query, values, timeout=timeout)
         return result.databases_value(self._backend.name)
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = UNSET,
     ) -> ExecuteResult:
         """Run a statement; return its `ExecuteResult(rowcount, lastrowid, value)`."""
         compiled, args = self._compiler.compile(query, values)
         result: ExecuteResult = await self._run(
-            self._backend.execute, compiled.sql, args, query=compiled
+            self._backend.execute, compiled.sql, args, query=compiled, timeout=timeout
         )
         return result
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement once per mapping in `values`."""
+    async def execute_many(
+        self,
+        query: Query,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        timeout: Timeout = UNSET,
+    ) -> None:
+        """Run a statement once per mapping in `values`; `timeout` bounds each batch sent
+        (one per group of mappings with the same keys)."""
         if isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values):
             raise ProgrammingError("execute_many() takes a list of mappings, one per execution")
         if not values:
             return
         groups = self._compiler.compile_many(query, values)
+        run = self._backend.execute_many
         if len(groups) == 1:
             compiled, args_list = groups[0]
-            await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
+            await self._run(run, compiled.sql, args_list, query=compiled, timeout=timeout)
             return
         async with self:  # one checkout for all groups
             for compiled, args_list in groups:
-                await self._run(self._backend.execute_many, compiled.sql, args_list, query=compiled)
+                await self._run(run, compiled.sql, args_list, query=compiled, timeout=timeout)
 
     async def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = UNSET,
     ) -> AsyncIterator[Record]:
         """Stream the rows of a query with a server-side cursor where the backend has one.
 
         The connection is busy until the iteration ends: running another statement on it
         from inside the loop raises InterfaceError (use `fetch_all` or another task).
+        `timeout` bounds each fetch of a batch of rows, not the whole iteration (the time
+        your loop body takes does not count).
         """
+        limit = self._limit(timeout)
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
             self._mark(compiled)
@@ -243,11 +299,9 @@ class Connection:
             try:
                 while True:
                     try:
-                        columns, rows = await anext(stream)
+                        columns, rows = await self._call(raw, anext, (stream,), limit)
                     except StopAsyncIteration:
                         break
-                    except BaseException as exc:
-                        raise self._on_error(exc) from exc
                     for record in self._records(compiled, columns, rows):
                         yield record
             finally:
@@ -414,15 +468,24 @@ class Connection:
         status: str | None = await self._run(self._backend.command, sql, check_failed=False)
         return status
 
+    def _limit(self, timeout: Timeout) -> float | None:
+        """The time limit of one call: `timeout` as given, else the database's default."""
+        if timeout is UNSET:
+            return self._pool.query_timeout
+        return check_timeout("timeout", timeout)
+
     async def _run(
         self,
         op: Callable[..., Awaitable[T]],
         *args: Any,
         check_failed: bool = True,
         query: Compiled | None = None,
+        timeout: Timeout = None,
     ) -> T:
         """Run a driver call; `query` is the compiled statement (None for asyncdb's own
-        transaction commands, which leave no session state behind)."""
+        transaction commands, which leave no session state behind and are never bounded:
+        a COMMIT cut short would leave its outcome unknown)."""
+        limit = self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
         if query is not None and query.write and self._write_gate is not None and self._levels:
@@ -435,14 +498,58 @@ class Connection:
             if (query is not None and query.dirty) or self._pool.reset_always:
                 self._mark(None)
             if observed:
-                return await self._run_observed(raw, op, args)
+                return await self._run_observed(raw, op, args, limit)
+            return await self._call(raw, op, (raw, *args), limit)
+
+    async def _call(
+        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
+    ) -> T:
+        """Await one driver call, within `limit` seconds; a driver error comes out as the
+        asyncdb error, a timeout as QueryTimeoutError after the server-side cancel."""
+        if limit is None:
             try:
-                return await op(raw, *args)
+                return await op(*args)
+            except StopAsyncIteration:
+                raise
             except BaseException as exc:
                 raise self._on_error(exc) from exc
+        # asyncio.timeout, never wait_for: on 3.11 wait_for may lose a cancellation.
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                return await op(*args)
+        except StopAsyncIteration:
+            raise
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise self._on_error(exc) from exc  # the driver's own timeout
+            raise await self._on_timeout(raw, limit) from None
+        except BaseException as exc:
+            raise self._on_error(exc) from exc
+
+    async def _on_timeout(self, raw: Any, limit: float) -> QueryTimeoutError:
+        """The call ran out of time and was interrupted: stop the statement on the server,
+        keep the connection if the backend confirms it is back in a known state."""
+        try:
+            kept = await self._backend.cancel(raw)
+        except asyncio.CancelledError:
+            self._on_error(asyncio.CancelledError())  # cancelled while cancelling: discard
+            raise
+        except Exception:
+            kept = False
+        name = self._backend.name
+        error = QueryTimeoutError(
+            f"{name}: the query ran longer than its timeout of {limit:g}s and was cancelled",
+            backend=name,
+        )
+        if not kept:
+            logger.info("%s: a timed-out query's connection is not in a known state; closed", name)
+            self._invalidate()
+        self._fail(ErrorScope.SAVEPOINT if kept else ErrorScope.TRANSACTION, error)
+        return error
 
     async def _run_observed(
-        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
     ) -> T:
         """`_run` with the query logged at DEBUG and the query hooks called."""
         hooks, backend, sql = self._pool.hooks, self._backend.name, args[0]
@@ -450,10 +557,10 @@ class Connection:
         start = time.perf_counter()
         error: BaseException | None = None
         try:
-            return await op(raw, *args)
+            return await self._call(raw, op, (raw, *args), limit)
         except BaseException as exc:
-            error = self._on_error(exc)
-            raise error from exc
+            error = exc
+            raise
         finally:
             duration = time.perf_counter() - start
             shown = (

@@ -10,10 +10,10 @@ from types import TracebackType
 from typing import Any
 
 from ._compile import Compiler, Query
-from ._connection import Connection
+from ._connection import UNSET, Connection, Timeout
 from ._exceptions import InterfaceError
 from ._hooks import Hook, Hooks
-from ._pool import RESET_MODES, OnConnect, Pool, check_options, fork_generation
+from ._pool import RESET_MODES, OnConnect, Pool, check_options, check_timeout, fork_generation
 from ._records import Record
 from ._transaction import Transaction
 from ._url import DatabaseURL
@@ -32,6 +32,7 @@ _POOL_OPTIONS = (
     "reconnect",
     "reconnect_timeout",
     "reset",
+    "query_timeout",
 )
 
 
@@ -56,7 +57,9 @@ class Database:
     `application_name`, `options` (`-c name=value`), `target_session_attrs`,
     `statement_cache_size`, `command_timeout`, `server_settings`, `host` (a socket
     directory); MySQL: `charset`, `init_command`, `unix_socket`, `multi_statements` (off: one
-    statement per query string); SQLite: `busy_timeout`.
+    statement per query string); SQLite: `busy_timeout`. `query_timeout` (seconds, default
+    none) is the default of every query method's `timeout=`: a query running longer is
+    cancelled on the server and raises QueryTimeoutError.
 
     Each task gets its own connection; `force_rollback=True` makes every task share one
     connection inside a transaction that is rolled back at `disconnect()` (for tests).
@@ -231,45 +234,58 @@ class Database:
 
     # -- queries on the current task's connection ----------------------------------------
 
+    # `timeout=`: seconds (None: no limit; not given: the `query_timeout` option). A query
+    # running longer is cancelled on the server and raises QueryTimeoutError.
+
     async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> list[Record]:
         """Run a query and return all its rows."""
-        return await self.connection().fetch_all(query, values)
+        return await self.connection().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> Record | None:
         """Run a query and return its first row, or None."""
-        return await self.connection().fetch_one(query, values)
+        return await self.connection().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None = None, column: Any = 0
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        column: Any = 0,
+        *,
+        timeout: Timeout = UNSET,
     ) -> Any:
         """Run a query and return one value of its first row."""
-        return await self.connection().fetch_val(query, values, column=column)
+        return await self.connection().fetch_val(query, values, column=column, timeout=timeout)
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
+    ) -> Any:
         """Run a statement; see `Connection.execute` for the return value."""
-        return await self.connection().execute(query, values)
+        return await self.connection().execute(query, values, timeout=timeout)
 
     async def execute_result(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> ExecuteResult:
         """Run a statement; see `Connection.execute_result`."""
-        return await self.connection().execute_result(query, values)
+        return await self.connection().execute_result(query, values, timeout=timeout)
 
-    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+    async def execute_many(
+        self, query: Query, values: Sequence[Mapping[str, Any]], *, timeout: Timeout = UNSET
+    ) -> None:
         """Run a statement once per mapping in `values`."""
-        await self.connection().execute_many(query, values)
+        await self.connection().execute_many(query, values, timeout=timeout)
 
     def iterate(
-        self, query: Query, values: Mapping[str, Any] | None = None
+        self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> AsyncIterator[Record]:
         """Stream the rows of a query; memory stays flat however many rows there are.
+        `timeout` bounds each fetch of a batch of rows, not the whole iteration.
 
         Returns the connection's own iterator: no second generator between rows and caller."""
-        return self.connection().iterate(query, values)
+        return self.connection().iterate(query, values, timeout=timeout)
 
     # -- fork ------------------------------------------------------------------------------
 
@@ -299,6 +315,8 @@ def _pool_options(given: dict[str, Any], backend: Backend) -> dict[str, Any]:
             options[name] = value
         elif name == "pre_ping":
             options["pre_ping_idle"] = _pre_ping(value)
+        elif name == "query_timeout":
+            options[name] = check_timeout("query_timeout", value)
         elif name in ("min_size", "max_size"):
             options[name] = _number(name, value, int)
         else:

@@ -8,6 +8,7 @@
       - CommitOutcomeUnknownError  the connection died while COMMIT was in flight
     + ConflictError             serialization failure, deadlock, lock timeout: retry it all
     + PoolTimeout               no connection became free in time
+    + QueryTimeoutError         a query ran longer than its timeout; it was cancelled on the server
   x TransactionAbortedError     the transaction is in an error state until it is rolled back
   x IntegrityError              a constraint rejected the statement
   x ProgrammingError            the SQL is wrong (syntax, missing table, ...)
@@ -29,6 +30,7 @@ __all__ = [
     "OperationalError",
     "PoolTimeout",
     "ProgrammingError",
+    "QueryTimeoutError",
     "Rollback",
     "TransactionAbortedError",
 ]
@@ -84,6 +86,12 @@ class ConflictError(OperationalError):
 
 class PoolTimeout(OperationalError):
     """No connection became free within the acquire timeout."""
+
+
+class QueryTimeoutError(OperationalError):
+    """A query ran longer than its `timeout` (or the database's `query_timeout`). It was
+    cancelled on the server, so it holds no lock and no server slot any more; inside a
+    transaction, the transaction must be rolled back."""
 
 
 class TransactionAbortedError(DatabaseError):

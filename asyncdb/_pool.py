@@ -13,11 +13,12 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import os
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._backoff import Backoff
@@ -34,6 +35,7 @@ __all__ = [
     "Pool",
     "PooledConnection",
     "check_options",
+    "check_timeout",
     "fork_generation",
 ]
 
@@ -92,6 +94,22 @@ def check_options(*, min_size: int, max_size: int, reconnect: str) -> None:
         )
 
 
+def check_timeout(name: str, value: Any) -> float | None:
+    """A time limit in seconds (a positive number, or a numeric string from the URL), or
+    None for no limit; anything else is refused, naming the option."""
+    if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InterfaceError(f"{name} must be a number of seconds or None, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InterfaceError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 class PooledConnection:
     """One raw connection and the facts the pool keeps about it."""
 
@@ -126,6 +144,7 @@ class Pool:
         log_parameters: bool = False,
         reset: str = "auto",
         on_connect: OnConnect | None = None,
+        query_timeout: float | None = None,
     ) -> None:
         check_options(min_size=min_size, max_size=max_size, reconnect=reconnect)
         self.backend = backend
@@ -142,6 +161,7 @@ class Pool:
         self.reset = reset
         self.reset_always = reset == "always"
         self.on_connect = on_connect
+        self.query_timeout = query_timeout  # the default of every query's `timeout=`
         self._idle: collections.deque[PooledConnection] = collections.deque()
         self._in_use: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
@@ -204,6 +224,16 @@ class Pool:
             # in-memory one must: its data lives in that connection only).
             self._restore(conn, recover=True)
             return
+        if interrupted and not self._closed:
+            # A cancelled task's statement may still run on the server (closing the socket
+            # does not stop it): cancel it there in the background, then close. The slot is
+            # free at once; the cancelled task does not wait for any of it.
+            self._size -= 1
+            self._stats["invalidated"] += 1
+            self.hooks.emit("invalidate", backend=self.backend.name, pool=self.name)
+            self._track(self._cancel_then_terminate(conn.raw))
+            self._grant(None)
+            return
         if discard or interrupted or self._closed or self.backend.is_closed(conn.raw):
             self._drop(conn)
             self._grant(None)
@@ -217,9 +247,24 @@ class Pool:
         self._grant(conn)
 
     def _restore(self, conn: PooledConnection, *, recover: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._recover(conn, recover=recover))
+        self._track(self._recover(conn, recover=recover))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run pool work in the background; close() waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
         self._recovering.add(task)
         task.add_done_callback(self._recovering.discard)
+
+    async def _cancel_then_terminate(self, raw: Any) -> None:
+        try:
+            await self.backend.cancel(raw)  # bounded by the backend
+        except CLIENT_EXCEPTIONS:
+            logger.debug("%s: server-side cancel failed", self.name, exc_info=True)
+        finally:
+            try:
+                self.backend.terminate(raw)
+            except Exception:
+                logger.debug("%s: error while terminating a connection", self.name, exc_info=True)
 
     async def _recover(self, conn: PooledConnection, *, recover: bool = True) -> None:
         try:

@@ -123,6 +123,14 @@ class Backend(Protocol):
     async def recover(self, raw: Any) -> None:
         """Bring an interrupted connection back to idle (no transaction), or raise."""
 
+    async def cancel(self, raw: Any) -> bool:
+        """Stop on the server the statement that a call we interrupted (a timeout, a cancelled
+        task) left running on `raw`: a timed-out query must not go on holding locks and a
+        server slot. Return True when the statement is known to have ended and the
+        connection is back in a known idle protocol state (it may be kept), False when it
+        must be discarded. Bounded in time (by the connect timeout); raises nothing but
+        CancelledError."""
+
     def is_closed(self, raw: Any) -> bool:
         """Tell, without I/O, whether the connection is known to be dead."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import math
@@ -33,6 +34,7 @@ from .base import (
 
 __all__ = ["MySQLBackend"]
 
+_QUERY_INTERRUPTED = 1317  # ER_QUERY_INTERRUPTED: what KILL QUERY makes the statement end with
 _ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommitted")
 
 # Client and server codes after which the session is gone (the server closed it, or the
@@ -189,6 +191,38 @@ class MySQLBackend:
         await raw._read_ok_packet()
         await raw.autocommit(True)  # back to the server default: make sure it is still on
         return raw
+
+    async def cancel(self, raw: Any) -> bool:
+        # KILL QUERY from a short-lived second connection (same login, bounded by the connect
+        # timeout): the connection itself is busy waiting for the statement's answer. Sent
+        # even when aiomysql has already closed the connection (it closes it when a read is
+        # cancelled): the server does not notice a closed socket while a statement runs.
+        ids = getattr(raw, "server_thread_id", None)
+        thread_id = ids[0] if ids else None
+        if thread_id is None:
+            return False
+        # 1: the command was sent and no packet of its answer was read yet, so the answer
+        # (error 1317, or the result if the statement won the race) can still be read whole.
+        in_step = raw._next_seq_id == 1 and not raw.closed
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                killer = await self._open()
+                try:
+                    await killer.query(f"KILL QUERY {int(thread_id)}")
+                finally:
+                    killer.close()
+        except Exception:
+            return False
+        if not in_step:
+            return False
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await raw._read_query_result()
+        except self._err.OperationalError as exc:
+            return bool(exc.args and exc.args[0] == _QUERY_INTERRUPTED) and not raw.closed
+        except Exception:
+            return False
+        return not raw.closed
 
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)

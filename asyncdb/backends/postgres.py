@@ -117,6 +117,22 @@ class PostgresBackend:
         await raw.execute(_RESET_SQL)
         return raw
 
+    async def cancel(self, raw: Any) -> bool:
+        # asyncpg's own timeout mechanism: when the call's waiter is cancelled, the protocol
+        # sends a CancelRequest from a short-lived connection (Connection._cancel) and
+        # swallows the statement's "canceling statement" error up to ReadyForQuery. Wait for
+        # that (bounded; asyncpg terminates the connection if it does not come).
+        if raw.is_closed():
+            return False
+        protocol = raw._protocol
+        if not protocol._is_cancelling():
+            return False  # interrupted outside a protocol call: its state is not known
+        try:
+            await protocol._wait_for_cancellation(self._connect_kwargs["timeout"])
+        except Exception:
+            return False
+        return not raw.is_closed()
+
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.is_closed())
 

@@ -131,6 +131,18 @@ class SQLiteBackend:
         # The worker thread does not exist in a forked child; never touch the sqlite handle.
         raw._running = False
 
+    async def cancel(self, raw: Any) -> bool:
+        connection = raw._connection
+        if connection is None or not raw._running:
+            return False
+        connection.interrupt()  # thread-safe; the running statement ends with "interrupted"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await raw._execute(lambda: None)  # queued behind it: runs once it has ended
+        except Exception:
+            return False
+        return True
+
     async def recover(self, raw: Any) -> None:
         """Stop what still runs in aiosqlite's thread, wait for it, roll back what is open."""
         connection = raw._conn

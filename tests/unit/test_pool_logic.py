@@ -43,6 +43,9 @@ class FakeBackend:
     def abandon(self, raw: Any) -> None:
         pass
 
+    async def cancel(self, raw: Any) -> bool:
+        return not raw.closed
+
     def is_closed(self, raw: Any) -> bool:
         return bool(raw.closed)
 
