@@ -237,7 +237,14 @@ class MySQLBackend:
             while rows := await cursor.fetchmany(batch):
                 yield columns, list(rows)
         finally:
-            if not raw.closed:  # closing reads the rest of the result off a live line only
+            result = cursor._result
+            if raw.closed:
+                pass
+            elif result is not None and result.unbuffered_active:
+                # Left early (break): closing the cursor would read every remaining row off
+                # the wire first. Drop the line instead; the pool opens a fresh connection.
+                raw.close()
+            else:
                 await cursor.close()
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:
