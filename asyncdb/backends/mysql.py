@@ -14,6 +14,7 @@ from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
 
 from .._url import DatabaseURL
 from ._common import (
+    close_socket,
     connect_timeout,
     connect_within,
     detach_transport,
@@ -178,6 +179,12 @@ class MySQLBackend:
         writer = raw._writer
         if writer is not None:
             detach_transport(writer.transport)
+
+    def orphan(self, raw: Any) -> None:
+        writer = raw._writer
+        if writer is not None:
+            close_socket(writer.transport)
+        raw._writer = raw._reader = None  # closed, as aiomysql's own close() leaves it
 
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
