@@ -104,9 +104,7 @@ async def test_connection_killed_mid_iterate_then_break_no_bogus_warning(
             ):
                 seen += 1
                 if seen == 1:
-                    await killer.fetch_val(
-                        "SELECT pg_terminate_backend(:pid)", {"pid": row["pid"]}
-                    )
+                    await killer.fetch_val("SELECT pg_terminate_backend(:pid)", {"pid": row["pid"]})
                     await asyncio.sleep(0.5)
                 if seen >= 10:
                     break
