@@ -306,6 +306,19 @@ class Connection:
                         yield record
             finally:
                 await _aclose_quietly(stream)
+                self._drop_if_closed(raw)
+
+    def _drop_if_closed(self, raw: Any) -> None:
+        """Take back a connection the stream's close left dead (a MySQL stream left early is
+        dropped rather than drained; a line lost mid-stream): a dead connection must not look
+        like one holding a user's transaction, and a transaction on it is lost."""
+        if self._pooled is None or self._pooled.raw is not raw or not self._backend.is_closed(raw):
+            return
+        self._invalidate()
+        self._fail(
+            ErrorScope.TRANSACTION,
+            DisconnectionError("the connection was closed while leaving an iteration early"),
+        )
 
     def _records(self, compiled: Compiled, columns: list[str], rows: list[Any]) -> list[Record]:
         if compiled.plain and self._native_rows:

@@ -172,6 +172,9 @@ class Pool:
         self._generation = _fork_generation
         self._stats = collections.Counter[str]()
         self._recovering: set[asyncio.Task[None]] = set()
+        # The event loop the connections belong to: their sockets (or, for SQLite, the
+        # futures their thread answers) are bound to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<Pool {self.name} {self.backend.name} size={self._size}/{self.max_size}>"
@@ -179,6 +182,7 @@ class Pool:
     async def open(self) -> None:
         """Open `min_size` connections; a connect error is raised as an asyncdb error."""
         self._check_fork()
+        self._loop = asyncio.get_running_loop()
         while self._size < self.min_size:
             self._size += 1
             try:
@@ -195,6 +199,7 @@ class Pool:
         self._check_fork()
         if self._closed:
             raise InterfaceError(f"{self.name} is closed")
+        self._check_loop()
         self._stats["requests"] += 1
         if self._idle and not self._waiters:
             conn: PooledConnection | None = self._idle.pop()
@@ -216,6 +221,9 @@ class Pool:
         self._in_use.discard(conn)
         if conn.generation != _fork_generation:
             self._abandon(conn)
+            return
+        if not self._in_own_loop():
+            self._orphan(conn)
             return
         if self.reset == "never":
             conn.dirty = False
@@ -308,6 +316,12 @@ class Pool:
         """Close idle connections gracefully; connections in use are closed on release."""
         self._check_fork()
         self._closed = True
+        if not self._in_own_loop():
+            # Closing them gracefully would need their own loop: let them go without it.
+            idle, self._idle = list(self._idle), collections.deque()
+            for conn in idle:
+                self._orphan(conn)
+            return
         if self._recovering:
             await asyncio.gather(*self._recovering, return_exceptions=True)
         while self._waiters:
@@ -508,6 +522,35 @@ class Pool:
             self.backend.terminate(conn.raw)
         except Exception:
             logger.debug("%s: error while terminating a connection", self.name, exc_info=True)
+
+    def _in_own_loop(self) -> bool:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return True  # not called from a loop at all: nothing to compare
+        return self._loop is None or self._loop is loop
+
+    def _check_loop(self) -> None:
+        """Refuse to hand out connections bound to another event loop (asyncpg and aiomysql
+        fail half-way with a raw RuntimeError); drop the idle ones without sending anything."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._in_own_loop():
+            return
+        idle, self._idle = list(self._idle), collections.deque()
+        for conn in idle:
+            self._orphan(conn)
+        raise InterfaceError(
+            "this Database was connected in another event loop; connect it in the loop that uses it"
+        )
+
+    def _orphan(self, conn: PooledConnection) -> None:
+        """Let go of a connection of another event loop: no I/O, no call on that loop."""
+        self._size -= 1
+        try:
+            self.backend.orphan(conn.raw)
+        except Exception:
+            logger.debug("%s: error while dropping a connection", self.name, exc_info=True)
 
     def _abandon(self, conn: PooledConnection) -> None:
         self.backend.abandon(conn.raw)

@@ -80,6 +80,25 @@ def detach_transport(transport: Any) -> None:
             layer._conn_lost = max(1, getattr(layer, "_conn_lost", 0) or 0)
 
 
+def close_socket(transport: Any) -> None:
+    """Close the socket under an asyncio transport without its event loop (which may be
+    closed): the transport is made inert first, so that no finalizer touches the loop."""
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    detach_transport(transport)
+    for layer in (transport, inner):
+        if layer is None:
+            continue
+        if hasattr(layer, "_closed"):
+            layer._closed = True  # an SSL transport: closed, so its finalizer stays quiet
+        sock = getattr(layer, "_sock", None)
+        if sock is not None:
+            layer._sock = None  # the selector transport's finalizer then has nothing to do
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
 def connect_timeout(options: dict[str, Any]) -> float:
     """Pop `connect_timeout` (seconds, > 0) from the options, with the shared default."""
     value = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)

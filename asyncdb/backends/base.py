@@ -120,6 +120,10 @@ class Backend(Protocol):
     def abandon(self, raw: Any) -> None:
         """Forget a connection inherited across fork(): no I/O, no event-loop calls."""
 
+    def orphan(self, raw: Any) -> None:
+        """Close a connection that belongs to another (possibly closed) event loop without
+        using that loop: close its socket, or stop its worker thread."""
+
     async def recover(self, raw: Any) -> None:
         """Bring an interrupted connection back to idle (no transaction), or raise."""
 

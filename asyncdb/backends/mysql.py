@@ -15,6 +15,7 @@ from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
 
 from .._url import DatabaseURL
 from ._common import (
+    close_socket,
     connect_timeout,
     connect_within,
     detach_transport,
@@ -181,6 +182,12 @@ class MySQLBackend:
         if writer is not None:
             detach_transport(writer.transport)
 
+    def orphan(self, raw: Any) -> None:
+        writer = raw._writer
+        if writer is not None:
+            close_socket(writer.transport)
+        raw._writer = raw._reader = None  # closed, as aiomysql's own close() leaves it
+
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
 
@@ -271,7 +278,14 @@ class MySQLBackend:
             while rows := await cursor.fetchmany(batch):
                 yield columns, list(rows)
         finally:
-            if not raw.closed:  # closing reads the rest of the result off a live line only
+            result = cursor._result
+            if raw.closed:
+                pass
+            elif result is not None and result.unbuffered_active:
+                # Left early (break): closing the cursor would read every remaining row off
+                # the wire first. Drop the line instead; the pool opens a fresh connection.
+                raw.close()
+            else:
                 await cursor.close()
 
     def begin_sql(self, options: TransactionOptions) -> list[str]:

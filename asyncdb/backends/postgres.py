@@ -13,6 +13,7 @@ from .._exceptions import InterfaceError
 from .._records import RowMapping
 from .._url import DatabaseURL
 from ._common import (
+    close_socket,
     connect_timeout,
     connect_within,
     detach_transport,
@@ -106,6 +107,10 @@ class PostgresBackend:
         # Terminate or unregisters the socket from the parent's loop.
         raw._aborted = True
         detach_transport(getattr(raw, "_transport", None))
+
+    def orphan(self, raw: Any) -> None:
+        raw._aborted = True  # asyncpg then never sends Terminate nor warns about it
+        close_socket(getattr(raw, "_transport", None))
 
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import re
 import sqlite3
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -142,6 +143,23 @@ class SQLiteBackend:
         except Exception:
             return False
         return True
+
+    def orphan(self, raw: Any) -> None:
+        # aiosqlite's stop() would have its thread answer a future of the current loop,
+        # which may be closed by then: queue the same close with no future to answer.
+        connection = raw._connection
+        if connection is not None:
+            connection.interrupt()
+        raw._running = False
+        stop = sys.modules[type(raw).__module__]._STOP_RUNNING_SENTINEL  # ends the thread
+
+        def close_and_stop() -> Any:
+            if raw._connection is not None:
+                raw._connection.close()
+                raw._connection = None
+            return stop
+
+        raw._tx.put_nowait((None, close_and_stop))
 
     async def recover(self, raw: Any) -> None:
         """Stop what still runs in aiosqlite's thread, wait for it, roll back what is open."""
