@@ -14,6 +14,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from ._exceptions import (
     CommitOutcomeUnknownError,
     ConflictError,
     DatabaseError,
+    DataError,
     DisconnectionError,
     InterfaceError,
     ProgrammingError,
@@ -507,12 +509,17 @@ class Connection:
             self._write_gate = None
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
-        async with self._statement() as raw:
-            if (query is not None and query.dirty) or self._pool.reset_always:
-                self._mark(None)
-            if observed:
-                return await self._run_observed(raw, op, args, limit)
-            return await self._call(raw, op, (raw, *args), limit)
+        try:
+            async with self._statement() as raw:
+                if (query is not None and query.dirty) or self._pool.reset_always:
+                    self._mark(None)
+                if observed:
+                    return await self._run_observed(raw, op, args, limit)
+                return await self._call(raw, op, (raw, *args), limit)
+        except DataError as exc:
+            if query is not None and query.names:
+                _name_arguments(exc, query.names)
+            raise
 
     async def _call(
         self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
@@ -631,6 +638,25 @@ class Connection:
         error = cls(message, backend=self._backend.name)
         error.__cause__ = cause
         return error
+
+
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+def _name_arguments(error: DataError, names: tuple[str, ...]) -> None:
+    """asyncpg encodes parameters itself and names them by position (`$2`): add the name the
+    caller used (`:price`), so the message says which value was wrong."""
+    message = str(error)
+
+    def named(match: re.Match[str]) -> str:
+        index = int(match.group(1)) - 1
+        if 0 <= index < len(names):
+            return f"query parameter :{names[index]} ({match.group(0)})"
+        return match.group(0)
+
+    renamed = _ARGUMENT.sub(named, message)
+    if renamed != message:
+        error.args = (renamed,)
 
 
 class _Statement:
