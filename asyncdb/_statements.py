@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["classify"]
+__all__ = ["classify", "first_keyword"]
 
 # Statements that read or change rows and nothing else (unless they call a function below).
 _CLEAN = frozenset(
@@ -85,13 +85,19 @@ _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL
 _WORD = re.compile(r"[A-Za-z_]+")
 
 
-def classify(sql: str) -> tuple[bool, bool]:
-    """Return (may change session state, may write) for one statement's text."""
+def first_keyword(sql: str) -> str:
+    """The statement's first keyword, upper-cased, past whitespace, comments and opening
+    parentheses ("" if there is none)."""
     start = _LEADING_NOISE.match(sql)
     word = _WORD.match(sql, start.end() if start else 0)
-    if word is None:
+    return word.group().upper() if word is not None else ""
+
+
+def classify(sql: str) -> tuple[bool, bool]:
+    """Return (may change session state, may write) for one statement's text."""
+    keyword = first_keyword(sql)
+    if not keyword:
         return True, True
-    keyword = word.group().upper()
     if keyword not in _CLEAN:
         return True, True
     lowered = sql.lower()

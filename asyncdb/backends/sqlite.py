@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import re
 import sqlite3
 import sys
 import uuid
@@ -22,6 +21,7 @@ from sqlalchemy.dialects.sqlite import DATETIME as SA_DATETIME
 from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 from .._exceptions import InterfaceError
+from .._statements import first_keyword
 from .._url import DatabaseURL
 from ._common import connect_timeout, connect_within, import_driver, parse_bool
 from .base import (
@@ -224,7 +224,7 @@ class SQLiteBackend:
                 row = cursor.fetchone() if cursor.description else None
                 # sqlite3's lastrowid is the connection's last insert rowid: stale after an
                 # UPDATE or DELETE. Only an INSERT/REPLACE statement reports its own.
-                inserted = _first_keyword(sql) in ("INSERT", "REPLACE")
+                inserted = first_keyword(sql) in ("INSERT", "REPLACE")
                 return ExecuteResult(
                     rowcount=cursor.rowcount if cursor.rowcount >= 0 else None,
                     lastrowid=cursor.lastrowid if inserted and cursor.lastrowid else None,
@@ -354,15 +354,6 @@ class _NaiveDateTime(SA_DATETIME):
             return process(value) if process is not None else value
 
         return refuse_aware
-
-
-_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(\w*)", re.S)
-
-
-def _first_keyword(sql: str) -> str:
-    """The statement's first keyword, past whitespace and comments ("WITH ..." stays WITH)."""
-    match = _LEADING.match(sql)
-    return match.group(1).upper() if match else ""
 
 
 def _filename(path: str, options: dict[str, Any]) -> tuple[str, bool]:
