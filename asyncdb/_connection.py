@@ -32,6 +32,7 @@ from ._exceptions import (
     InterfaceError,
     ProgrammingError,
     QueryTimeoutError,
+    ReadOnlyError,
     TransactionAbortedError,
 )
 from ._pool import Pool, PooledConnection, check_timeout
@@ -434,6 +435,10 @@ class Connection:
             )
         try:
             status = await self._command("COMMIT", check_failed=False)
+        except ReadOnlyError:
+            # refused (the server was made read-only meanwhile): nothing was committed
+            await self._rollback_quietly()
+            raise
         except DisconnectionError as exc:
             raise CommitOutcomeUnknownError(
                 "the connection was lost while COMMIT was in flight: the transaction may or "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._exceptions import (
+    CommitOutcomeUnknownError,
     ConflictError,
     DatabaseError,
     DataError,
@@ -11,6 +12,7 @@ from ._exceptions import (
     InterfaceError,
     OperationalError,
     ProgrammingError,
+    ReadOnlyError,
     TransactionAbortedError,
 )
 from .backends.base import Backend, ErrorKind, Failure
@@ -26,6 +28,8 @@ _ERROR_CLASSES: dict[ErrorKind, type[DatabaseError]] = {
     ErrorKind.DATA: DataError,
     ErrorKind.OPERATIONAL: OperationalError,
     ErrorKind.INTERFACE: InterfaceError,
+    ErrorKind.READ_ONLY: ReadOnlyError,
+    ErrorKind.OUTCOME_UNKNOWN: CommitOutcomeUnknownError,
 }
 
 

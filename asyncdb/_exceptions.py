@@ -6,6 +6,7 @@
   x OperationalError            the environment; a retry may help
     + DisconnectionError        the connection is gone; it was discarded, never reused
       - CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+      - ReadOnlyError           the server refused a write: a replica, or a demoted primary
     + ConflictError             serialization failure, deadlock, lock timeout: retry it all
     + PoolTimeout               no connection became free in time
     + QueryTimeoutError         a query ran longer than its timeout; it was cancelled on the server
@@ -31,6 +32,7 @@ __all__ = [
     "PoolTimeout",
     "ProgrammingError",
     "QueryTimeoutError",
+    "ReadOnlyError",
     "Rollback",
     "TransactionAbortedError",
 ]
@@ -78,6 +80,10 @@ class DisconnectionError(OperationalError):
 class CommitOutcomeUnknownError(DisconnectionError):
     """The connection died while COMMIT was in flight: the transaction may or may not have
     been committed. Never retried automatically."""
+
+
+class ReadOnlyError(DisconnectionError):
+    "The server refused a write because it is (now) read-only: a replica, or a demoted primary."
 
 
 class ConflictError(OperationalError):

@@ -24,6 +24,7 @@ __all__ = [
     "ExecuteResult",
     "Failure",
     "RawRow",
+    "ServerRole",
     "TransactionOptions",
 ]
 
@@ -64,6 +65,8 @@ class ErrorKind(enum.Enum):
     DATA = "data"
     OPERATIONAL = "operational"
     INTERFACE = "interface"
+    READ_ONLY = "read_only"  # the server (or the session) refuses writes: replica, demoted
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the server cannot say whether the commit happened
 
 
 class ErrorScope(enum.IntEnum):
@@ -90,6 +93,20 @@ class TransactionOptions:
 
     isolation: str | None = None
     readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRole:
+    """What a server is in its replication topology, read from the server itself.
+
+    `role`: "primary" (accepts writes) or "replica" (replays another server's writes).
+    `ready`: it can serve now (a replica's replication is running; a cluster node is synced).
+    `cluster`: an identifier shared by every node of one multi-primary cluster, else None.
+    """
+
+    role: str
+    ready: bool
+    cluster: str | None = None
 
 
 class Backend(Protocol):
@@ -185,3 +202,29 @@ class Backend(Protocol):
     def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
         """The same lock, for a transaction that did not take it at BEGIN: taken before its
         first write statement, so readers never wait in line behind writers."""
+
+    # -- replication (network backends; routing between a primary and its replicas) -------
+
+    async def server_role(self, raw: Any) -> ServerRole:
+        """Ask the server what it is now: primary or replica, ready or not."""
+
+    async def write_position(self, raw: Any) -> str:
+        """The position of the last write this session committed (or the server's latest),
+        in the form `replay_position` and `position_covers` understand."""
+
+    async def replay_position(self, raw: Any) -> str | None:
+        """How far a replica has replayed its primary's writes; None on a primary."""
+
+    def position_covers(self, replayed: str, wanted: str) -> bool:
+        """Tell (pure) whether a replica that replayed up to `replayed` has every write up to
+        `wanted`: the test behind read-your-writes."""
+
+    async def replica_lag(self, raw: Any) -> float | None:
+        """Seconds a replica is behind its primary, as the server estimates it; None when
+        it is not a replica or does not know (replication stopped)."""
+
+    def readonly_session_sql(self) -> list[str]:
+        """Statements that make a session refuse writes, even for a privileged login."""
+
+    async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait on the server until it has replayed `wanted`; False after `timeout` s."""

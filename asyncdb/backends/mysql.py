@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.dialects.mysql import aiomysql as sa_aiomysql
 
+from .._exceptions import InterfaceError
 from .._url import DatabaseURL
 from ._common import (
     close_socket,
@@ -24,12 +25,14 @@ from ._common import (
     parse_bool,
     tls_option,
 )
+from ._engines import TIDB_CONFLICT_CODES, detect_engine
 from .base import (
     ErrorKind,
     ErrorScope,
     ExecuteResult,
     Failure,
     RawRow,
+    ServerRole,
     TransactionOptions,
 )
 
@@ -115,6 +118,9 @@ class MySQLBackend:
         self._connect_kwargs = _connect_kwargs(url, options)
         self._connect_kwargs["connect_timeout"] = self._connect_timeout
         self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
+        self._session_sql = _session_sql(options)
+        # "mysql", "mariadb" or "tidb", from the version string of the latest handshake
+        self.engine = "mysql"
 
     async def connect(self) -> Any:
         kwargs = self._connect_kwargs
@@ -123,6 +129,13 @@ class MySQLBackend:
         # JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
         # PyMySQL's module-level dict, shared with every other user of PyMySQL.
         raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
+        self.engine = detect_engine(raw.get_server_info() or "", self.name)
+        if self._session_sql:
+            try:
+                await self._apply_session(raw)
+            except BaseException:
+                raw.close()
+                raise
         return raw
 
     @staticmethod
@@ -197,6 +210,7 @@ class MySQLBackend:
         await raw._execute_command(_COM_RESET_CONNECTION, "")
         await raw._read_ok_packet()
         await raw.autocommit(True)  # back to the server default: make sure it is still on
+        await self._apply_session(raw)  # the reset dropped what the URL asked for
         return raw
 
     async def cancel(self, raw: Any) -> bool:
@@ -317,9 +331,129 @@ class MySQLBackend:
             return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, sqlstate, code)
         if isinstance(exc, err.InternalError) and "packet sequence" in text:
             return Failure(ErrorKind.DISCONNECT, ErrorScope.TRANSACTION, sqlstate, code)
-        if code in _CONFLICT_CODES:
+        if code in _CONFLICT_CODES or (self.engine == "tidb" and code in TIDB_CONFLICT_CODES):
             return Failure(ErrorKind.CONFLICT, ErrorScope.TRANSACTION, sqlstate, code)
+        if _read_only(code, text):
+            # refused before anything was done: the statement only
+            return Failure(ErrorKind.READ_ONLY, ErrorScope.STATEMENT, sqlstate, code)
         return Failure(_kind(exc, err), ErrorScope.STATEMENT, sqlstate, code)
+
+    async def _apply_session(self, raw: Any) -> None:
+        """Session settings asked for in the URL, after connect and after every reset."""
+        for sql in self._session_sql:
+            await raw.query(sql)
+
+    # -- replication: MariaDB primary + GTID replicas, Galera clusters --------------------
+
+    async def server_role(self, raw: Any) -> ServerRole:
+        """Galera (`wsrep_on`): every synced node takes writes, so each is a primary of its
+        cluster. Otherwise a server that replays a source, or is read-only, is a replica."""
+        settings = await self._values(
+            raw, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')"
+        )
+        if settings.get("wsrep_on", "OFF").upper() == "ON":
+            status = await self._values(
+                raw,
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', "
+                "'wsrep_local_state_comment', 'wsrep_cluster_state_uuid')",
+            )
+            ready = (
+                status.get("wsrep_ready", "").upper() == "ON"
+                and status.get("wsrep_local_state_comment") == "Synced"
+            )
+            return ServerRole("primary", ready, status.get("wsrep_cluster_state_uuid") or None)
+        read_only = settings.get("read_only", "OFF").upper() == "ON"
+        source = await self._replica_status(raw)
+        if source is None:
+            # no replication source: a primary, or a demoted one that nothing feeds
+            return ServerRole("replica" if read_only else "primary", not read_only)
+        running = all(_field(source, f"Slave_{t}_Running") == "Yes" for t in ("IO", "SQL"))
+        return ServerRole("replica", running)
+
+    async def write_position(self, raw: Any) -> str:
+        """This session's last committed GTID (@@last_gtid), or the server's whole binlog
+        position when the session wrote nothing yet."""
+        _, rows = await self.fetch(raw, "SELECT @@last_gtid, @@gtid_binlog_pos", ())
+        last, binlog = rows[0]
+        return str(last or binlog or "")
+
+    async def replay_position(self, raw: Any) -> str | None:
+        """The GTIDs the replica's SQL thread has applied (@@gtid_slave_pos)."""
+        _, rows = await self.fetch(raw, "SELECT @@gtid_slave_pos", ())
+        return str(rows[0][0]) if rows[0][0] else None
+
+    def position_covers(self, replayed: str, wanted: str) -> bool:
+        """Domain by domain: the replica has applied each domain's wanted sequence number.
+        (Sequence numbers grow within a domain whatever server wrote them.)"""
+        have = _gtid_set(replayed)
+        return all(have.get(domain, -1) >= seq for domain, seq in _gtid_set(wanted).items())
+
+    async def replica_lag(self, raw: Any) -> float | None:
+        """Seconds_Behind_Master: None on a primary, or while replication is stopped."""
+        source = await self._replica_status(raw)
+        lag = None if source is None else _field(source, "Seconds_Behind_Master")
+        return None if lag is None else float(lag)
+
+    def readonly_session_sql(self) -> list[str]:
+        # Unlike read_only=ON, binding for privileged logins too (error 1792 on a write).
+        return ["SET SESSION TRANSACTION READ ONLY"]
+
+    async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """MASTER_GTID_WAIT on the replica: True once it has applied `wanted`. The server
+        does the waiting (the timeout is its argument), so no client timer is involved."""
+        _gtid_set(wanted)  # a malformed position fails here, clearly
+        _, rows = await self.fetch(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", (wanted, timeout))
+        return bool(rows[0][0] == 0)
+
+    async def _values(self, raw: Any, sql: str) -> dict[str, str]:
+        _, rows = await self.fetch(raw, sql, ())
+        return {str(name).lower(): str(value) for name, value in rows}
+
+    async def _replica_status(self, raw: Any) -> dict[str, Any] | None:
+        """The default replication source's status row; None when there is none."""
+        columns, rows = await self.fetch(raw, "SHOW SLAVE STATUS", ())
+        if not rows:
+            return None
+        return dict(zip(columns, rows[0], strict=False))
+
+
+def _field(status: dict[str, Any], name: str) -> Any:
+    """A SHOW SLAVE STATUS field by its MariaDB name, or by MySQL 8's Replica/Source name."""
+    if name in status:
+        return status[name]
+    return status.get(name.replace("Slave", "Replica").replace("Master", "Source"))
+
+
+def _gtid_set(text: str) -> dict[int, int]:
+    """Parse a MariaDB GTID position "domain-server-seq,...": the highest seq per domain."""
+    seqs: dict[int, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = item.split("-")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise InterfaceError(
+                f"not a MariaDB GTID position: {text!r} (expected domain-server-seq, ...)"
+            )
+        domain, seq = int(parts[0]), int(parts[2])
+        seqs[domain] = max(seq, seqs.get(domain, -1))
+    return seqs
+
+
+def _read_only(code: int | None, text: str) -> bool:
+    # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION. 1290 ER_OPTION_PREVENTS_STATEMENT names
+    # the option, which may be another one (--secure-file-priv...): only read-only counts.
+    return code == 1792 or (code == 1290 and ("read-only" in text or "read_only" in text))
+
+
+def _session_sql(options: dict[str, Any]) -> list[str]:
+    """`wsrep_sync_wait` (Galera, 0-15): 1 makes reads wait until the node has applied every
+    write the cluster committed before them (read-your-writes across nodes)."""
+    if "wsrep_sync_wait" not in options:
+        return []
+    value = options.pop("wsrep_sync_wait")
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 0 <= int(text) <= 15:
+        raise InterfaceError(f"wsrep_sync_wait must be an integer from 0 to 15, got {value!r}")
+    return [f"SET SESSION wsrep_sync_wait = {int(text)}"]
 
 
 def _kind(exc: BaseException, err: Any) -> ErrorKind:

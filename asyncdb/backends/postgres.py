@@ -21,6 +21,7 @@ from ._common import (
     isolation_sql,
     tls_option,
 )
+from ._engines import OUTCOME_UNKNOWN_STATES, detect_engine
 from .base import (
     ErrorKind,
     ErrorScope,
@@ -80,6 +81,8 @@ class PostgresBackend:
         self.dialect = sa_asyncpg.dialect()  # type: ignore[no-untyped-call]
         self.record_class = _record_class(self._asyncpg)
         self._connect_kwargs = _connect_kwargs(url, options)
+        # "postgresql", "cockroachdb" or "yugabytedb": read from version() at first connect
+        self.engine: str | None = None
 
     async def connect(self) -> Any:
         kwargs = self._connect_kwargs
@@ -89,7 +92,10 @@ class PostgresBackend:
     async def _open(self) -> Any:
         raw = await self._asyncpg.connect(**self._connect_kwargs)
         try:
-            await _set_json_codecs(raw)
+            if self.engine is None:
+                self.engine = detect_engine(await raw.fetchval("SELECT version()"), self.name)
+            if self.engine != "cockroachdb":  # no pg_catalog json type to hang a codec on
+                await _set_json_codecs(raw)
         except BaseException:
             raw.terminate()  # a timeout or cancellation here must not leak the socket
             raise
@@ -229,6 +235,8 @@ class PostgresBackend:
 
 
 def _state_kind(state: str) -> ErrorKind:
+    if state in OUTCOME_UNKNOWN_STATES:
+        return ErrorKind.OUTCOME_UNKNOWN
     if state in _DISCONNECT_STATES:
         return ErrorKind.DISCONNECT
     if state in _CONFLICT_STATES:
@@ -240,7 +248,7 @@ def _state_scope(state: str) -> ErrorScope:
     # Any error inside a PostgreSQL transaction aborts the innermost level (the transaction or
     # the savepoint); disconnects and conflicts lose the whole transaction.
     kind = _state_kind(state)
-    if kind is ErrorKind.DISCONNECT or kind is ErrorKind.CONFLICT:
+    if kind in (ErrorKind.DISCONNECT, ErrorKind.CONFLICT, ErrorKind.OUTCOME_UNKNOWN):
         return ErrorScope.TRANSACTION
     return ErrorScope.SAVEPOINT
 
