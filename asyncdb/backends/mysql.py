@@ -125,17 +125,21 @@ class MySQLBackend:
     async def connect(self) -> Any:
         kwargs = self._connect_kwargs
         where = kwargs.get("unix_socket") or f"{kwargs['host']}:{kwargs['port']}"
-        raw = await connect_within(self._open(), self._connect_timeout, where)
+        raw = await connect_within(self._open_session(), self._connect_timeout, where)
         # JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
         # PyMySQL's module-level dict, shared with every other user of PyMySQL.
         raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
         self.engine = detect_engine(raw.get_server_info() or "", self.name)
-        if self._session_sql:
-            try:
-                await self._apply_session(raw)
-            except BaseException:
-                raw.close()
-                raise
+        return raw
+
+    async def _open_session(self) -> Any:
+        """A connection with the session settings the URL asks for (wsrep_sync_wait)."""
+        raw = await self._open()
+        try:
+            await self._apply_session(raw, reset=False)
+        except BaseException:
+            raw.close()
+            raise
         return raw
 
     @staticmethod
@@ -210,7 +214,7 @@ class MySQLBackend:
         await raw._execute_command(_COM_RESET_CONNECTION, "")
         await raw._read_ok_packet()
         await raw.autocommit(True)  # back to the server default: make sure it is still on
-        await self._apply_session(raw)  # the reset dropped what the URL asked for
+        await self._apply_session(raw, reset=True)  # the reset undid init_command's work too
         return raw
 
     async def cancel(self, raw: Any) -> bool:
@@ -338,8 +342,12 @@ class MySQLBackend:
             return Failure(ErrorKind.READ_ONLY, ErrorScope.STATEMENT, sqlstate, code)
         return Failure(_kind(exc, err), ErrorScope.STATEMENT, sqlstate, code)
 
-    async def _apply_session(self, raw: Any) -> None:
-        """Session settings asked for in the URL, after connect and after every reset."""
+    async def _apply_session(self, raw: Any, *, reset: bool) -> None:
+        """Session settings asked for in the URL, after connect and after every reset;
+        after a reset also `init_command` (the driver runs it only at connect)."""
+        init = self._connect_kwargs.get("init_command")
+        if reset and init:
+            await raw.query(init)
         for sql in self._session_sql:
             await raw.query(sql)
 

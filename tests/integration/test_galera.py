@@ -115,6 +115,16 @@ async def test_wsrep_sync_wait_reads_see_writes_made_on_the_other_node(
         assert await n2.fetch_val("SELECT @x") is None  # the reset did happen
 
 
+async def test_init_command_session_settings_outlive_resets() -> None:
+    """The other way to ask for wsrep_sync_wait: init_command, re-run after each reset."""
+    url = galera_urls()[1] + "?init_command=SET+SESSION+wsrep_sync_wait%3D1"
+    async with Database(url, max_size=1) as n2:
+        assert await n2.fetch_val("SELECT @@wsrep_sync_wait") == 1
+        await n2.execute("SET @x = 1")
+        assert await n2.fetch_val("SELECT @x") is None  # the reset did happen
+        assert await n2.fetch_val("SELECT @@wsrep_sync_wait") == 1
+
+
 async def test_wsrep_sync_wait_is_checked() -> None:
     with pytest.raises(InterfaceError, match="wsrep_sync_wait"):
         Database(galera_urls()[0] + "?wsrep_sync_wait=yes")
