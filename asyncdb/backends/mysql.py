@@ -97,6 +97,8 @@ _SCALARS = (
     datetime.timedelta,
 )
 _COM_RESET_CONNECTION = 0x1F
+_ACCESS_DENIED = 1227  # ER_SPECIFIC_ACCESS_DENIED_ERROR: a privilege is missing
+_HIDDEN: dict[str, Any] = {}  # replication status the login may not see
 
 
 class MySQLBackend:
@@ -372,6 +374,9 @@ class MySQLBackend:
             return ServerRole("primary", ready, status.get("wsrep_cluster_state_uuid") or None)
         read_only = settings.get("read_only", "OFF").upper() == "ON"
         source = await self._replica_status(raw)
+        if source is _HIDDEN:
+            # a login without the right to see replication: read_only is all we have
+            return ServerRole("replica" if read_only else "primary", True)
         if source is None:
             # no replication source: a primary, or a demoted one that nothing feeds
             return ServerRole("replica" if read_only else "primary", not read_only)
@@ -381,12 +386,14 @@ class MySQLBackend:
     async def write_position(self, raw: Any) -> str:
         """This session's last committed GTID (@@last_gtid), or the server's whole binlog
         position when the session wrote nothing yet."""
+        self._need_mariadb_gtids()
         _, rows = await self.fetch(raw, "SELECT @@last_gtid, @@gtid_binlog_pos", ())
         last, binlog = rows[0]
         return str(last or binlog or "")
 
     async def replay_position(self, raw: Any) -> str | None:
         """The GTIDs the replica's SQL thread has applied (@@gtid_slave_pos)."""
+        self._need_mariadb_gtids()
         _, rows = await self.fetch(raw, "SELECT @@gtid_slave_pos", ())
         return str(rows[0][0]) if rows[0][0] else None
 
@@ -399,7 +406,9 @@ class MySQLBackend:
     async def replica_lag(self, raw: Any) -> float | None:
         """Seconds_Behind_Master: None on a primary, or while replication is stopped."""
         source = await self._replica_status(raw)
-        lag = None if source is None else _field(source, "Seconds_Behind_Master")
+        lag = (
+            None if source is None or source is _HIDDEN else _field(source, "Seconds_Behind_Master")
+        )
         return None if lag is None else float(lag)
 
     def readonly_session_sql(self) -> list[str]:
@@ -409,6 +418,7 @@ class MySQLBackend:
     async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
         """MASTER_GTID_WAIT on the replica: True once it has applied `wanted`. The server
         does the waiting (the timeout is its argument), so no client timer is involved."""
+        self._need_mariadb_gtids()
         _gtid_set(wanted)  # a malformed position fails here, clearly
         _, rows = await self.fetch(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", (wanted, timeout))
         return bool(rows[0][0] == 0)
@@ -417,9 +427,23 @@ class MySQLBackend:
         _, rows = await self.fetch(raw, sql, ())
         return {str(name).lower(): str(value) for name, value in rows}
 
+    def _need_mariadb_gtids(self) -> None:
+        if self.engine != "mariadb":
+            raise InterfaceError(
+                f"replication positions are MariaDB GTIDs; not supported on {self.engine}"
+            )
+
     async def _replica_status(self, raw: Any) -> dict[str, Any] | None:
-        """The default replication source's status row; None when there is none."""
-        columns, rows = await self.fetch(raw, "SHOW SLAVE STATUS", ())
+        """The default replication source's status row; None when there is none, _HIDDEN
+        when the login may not see it (no SLAVE MONITOR / REPLICATION CLIENT privilege)."""
+        # MySQL 8.4 dropped SHOW SLAVE STATUS; MariaDB before 10.5 lacks SHOW REPLICA STATUS
+        sql = "SHOW REPLICA STATUS" if self.engine == "mysql" else "SHOW SLAVE STATUS"
+        try:
+            columns, rows = await self.fetch(raw, sql, ())
+        except self._err.OperationalError as exc:
+            if exc.args and exc.args[0] == _ACCESS_DENIED:
+                return _HIDDEN
+            raise
         if not rows:
             return None
         return dict(zip(columns, rows[0], strict=False))

@@ -39,14 +39,16 @@ async def nodes() -> AsyncIterator[tuple[Database, Database]]:
         await n1.execute("DROP TABLE IF EXISTS galera_counter")
         await n1.execute("CREATE TABLE galera_counter (id INTEGER PRIMARY KEY, v INTEGER)")
         await n1.execute("INSERT INTO galera_counter VALUES (1, 0)")
-        async with n2.connection() as conn:  # node 2 applies DDL and writes a bit later
-            await conn.execute("SET SESSION wsrep_sync_wait = 1")
-            assert await conn.fetch_val("SELECT v FROM galera_counter WHERE id = 1") == 0
+        assert await counter(n2) == 0  # node 2 applies DDL and writes a bit later
         yield n1, n2
 
 
 async def counter(db: Database) -> int:
-    value = await db.fetch_val("SELECT v FROM galera_counter WHERE id = 1")
+    """The counter as this node sees it once it has applied every earlier cluster write
+    (without wsrep_sync_wait a node may answer before applying the other's commit)."""
+    async with db.connection() as conn:
+        await conn.execute("SET SESSION wsrep_sync_wait = 1")
+        value = await conn.fetch_val("SELECT v FROM galera_counter WHERE id = 1")
     assert isinstance(value, int)
     return value
 
@@ -108,7 +110,7 @@ async def test_wsrep_sync_wait_reads_see_writes_made_on_the_other_node(
     async with Database(url, max_size=1) as n2:
         for value in range(1, 51):
             await n1.execute("UPDATE galera_counter SET v = :v WHERE id = 1", {"v": value})
-            assert await counter(n2) == value
+            assert await n2.fetch_val("SELECT v FROM galera_counter WHERE id = 1") == value
         # the setting outlives the session reset after a statement that changed the session
         await n2.execute("SET @x = 1")
         assert await n2.fetch_val("SELECT @@wsrep_sync_wait") == 1

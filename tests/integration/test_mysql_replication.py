@@ -121,6 +121,17 @@ async def test_server_roles(primary: Database, replica: Database) -> None:
     assert isinstance(lag, float) and lag >= 0
 
 
+async def test_role_seen_by_a_login_that_may_not_see_replication(
+    primary: Database, replica: Database, app: Database
+) -> None:
+    """Without SLAVE MONITOR, SHOW SLAVE STATUS is refused: read_only decides alone."""
+    await caught_up(primary, replica)  # the login exists on the replica too
+    url = replica.url.replace(username=APP_USER, password="app")
+    async with Database(url) as app_on_replica:
+        assert await on_raw(app_on_replica, "server_role") == ServerRole("replica", True, None)
+        assert await on_raw(app_on_replica, "replica_lag") is None
+
+
 async def test_write_position_is_covered_once_replayed(
     primary: Database, replica: Database
 ) -> None:
