@@ -57,7 +57,8 @@ class Database:
     `application_name`, `options` (`-c name=value`), `target_session_attrs`,
     `statement_cache_size`, `command_timeout`, `server_settings`, `host` (a socket
     directory); MySQL: `charset`, `init_command`, `unix_socket`, `multi_statements` (off: one
-    statement per query string); SQLite: `busy_timeout`. `query_timeout` (seconds, default
+    statement per query string), `wsrep_sync_wait` (Galera: 1 makes reads see writes other
+    nodes committed before them); SQLite: `busy_timeout`. `query_timeout` (seconds, default
     none) is the default of every query method's `timeout=`: a query running longer is
     cancelled on the server and raises QueryTimeoutError.
 
