@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint typecheck demo bench soak`.
+"""Developer sessions: `nox -s tests lint typecheck demo bench soak docs`.
 
 `tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh); it is
 what scripts/test.sh runs, inside a nox virtualenv instead of .venv.
@@ -82,3 +82,16 @@ def soak(session: nox.Session) -> None:
     finally:
         if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
             subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)
+
+
+@nox.session  # not in nox.options.sessions: run it by name
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml) into site/; `nox -s docs -- serve` previews it.
+
+    --strict: a broken link, anchor or API reference fails the build."""
+    session.install("-e", ".[docs]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's end-of-life banner
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", "-d", "site", *session.posargs, env=env)
