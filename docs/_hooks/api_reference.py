@@ -16,8 +16,15 @@ from typing import Any
 
 MARKER = "<!-- asyncdb-api -->"
 # Reading order for the names that exist today; unknown names follow in `__all__` order.
-LEADING = ("Database", "Connection", "Transaction", "Retry", "Record", "ExecuteResult",
-           "DatabaseURL")
+LEADING = (
+    "Database",
+    "Connection",
+    "Transaction",
+    "Retry",
+    "Record",
+    "ExecuteResult",
+    "DatabaseURL",
+)
 
 
 def _load_asyncdb(config: Any) -> Any:
@@ -31,8 +38,17 @@ def _load_asyncdb(config: Any) -> Any:
     return module
 
 
-def _block(name: str) -> str:
-    return f"::: asyncdb.{name}\n    options:\n      show_root_heading: true\n      heading_level: 3\n"
+def _block(name: str, *, signature: bool = True) -> str:
+    options = ["show_root_heading: true", "heading_level: 3"]
+    if not signature:
+        options += ["show_signature: false", "separate_signature: false"]
+    return f"::: asyncdb.{name}\n    options:\n" + "".join(f"      {o}\n" for o in options)
+
+
+def _own_init(cls: type, depth: int) -> bool:
+    """Show the signature of a root exception, or of one that defines its own __init__ (the
+    others repeat their base's, which is documented just above them)."""
+    return depth == 0 or "__init__" in vars(cls)
 
 
 def _exception_tree(exceptions: list[type[BaseException]]) -> list[tuple[int, type]]:
@@ -58,7 +74,8 @@ def render(module: Any) -> str:
     names = list(module.__all__)
     objects = {name: getattr(module, name) for name in names}
     exceptions = [
-        objects[n] for n in names
+        objects[n]
+        for n in names
         if isinstance(objects[n], type) and issubclass(objects[n], BaseException)
     ]
     others = [n for n in names if objects[n] not in exceptions]
@@ -79,7 +96,7 @@ def render(module: Any) -> str:
         )
         + "\n"
     )
-    out += [_block(cls.__name__) for _, cls in tree]
+    out += [_block(cls.__name__, signature=_own_init(cls, depth)) for depth, cls in tree]
     return "\n".join(out)
 
 
