@@ -1,9 +1,9 @@
 """MkDocs hook: fill the API page from `asyncdb.__all__`.
 
 api.md holds the marker `<!-- asyncdb-api -->`; this hook replaces it with one mkdocstrings
-block per public name, the main classes first in reading order, then any other public class or
-function (so a name added to `__all__` is documented without touching the docs), then the
-exceptions as a tree followed by one block each. The package is imported from this checkout,
+block per public name: the main classes first in reading order, then any other public class,
+then functions and other names (so a name added to `__all__` is documented without touching
+the docs), then the exceptions as a tree followed by one block each. The package is imported from this checkout,
 not from wherever the venv's editable install points.
 """
 
@@ -81,8 +81,13 @@ def render(module: Any) -> str:
     others = [n for n in names if objects[n] not in exceptions]
     ordered = [n for n in LEADING if n in others] + [n for n in others if n not in LEADING]
 
+    classes = [n for n in ordered if isinstance(objects[n], type)]
+    rest = [n for n in ordered if n not in classes]
     out = ["## Classes\n"]
-    out += [_block(n) for n in ordered]
+    out += [_block(n) for n in classes]
+    if rest:
+        out.append("## Functions and other names\n")
+        out += [_block(n) for n in rest]
     out.append("## Exceptions\n")
     out.append(
         "Every error asyncdb raises derives from `DatabaseError` (the driver's own exception "
