@@ -3,8 +3,8 @@
 api.md holds the marker `<!-- asyncdb-api -->`; this hook replaces it with one mkdocstrings
 block per public name: the main classes first in reading order, then any other public class,
 then functions and other names (so a name added to `__all__` is documented without touching
-the docs), then the exceptions as a tree followed by one block each. The package is imported from this checkout,
-not from wherever the venv's editable install points.
+the docs), then the exceptions as a tree followed by one block each. The package is imported
+from this checkout, not from wherever the venv's editable install points.
 """
 
 from __future__ import annotations
