@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint typecheck demo bench soak`.
+"""Developer sessions: `nox -s tests lint typecheck demo bench soak docs`.
 
 `tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh, and MariaDB
 replicas and a Galera cluster through scripts/replicas-mysql.sh); it is
@@ -89,3 +89,16 @@ def soak(session: nox.Session) -> None:
         if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
             for script in _SERVER_SCRIPTS:
                 subprocess.run(["bash", script, "stop"], check=False)
+
+
+@nox.session  # not in nox.options.sessions: run it by name
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml) into site/; `nox -s docs -- serve` previews it.
+
+    --strict: a broken link, anchor or API reference fails the build."""
+    session.install("-e", ".[docs]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's end-of-life banner
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", "-d", "site", *session.posargs, env=env)

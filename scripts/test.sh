@@ -40,4 +40,7 @@ export ASYNCDB_REQUIRE_ALL_BACKENDS=1
 "$VENV/bin/ruff" check asyncdb tests benchmarks examples noxfile.py
 "$VENV/bin/ruff" format --check asyncdb
 "$VENV/bin/mypy" asyncdb
+# The documentation site, --strict: a broken link or API reference fails the run (nox -s docs).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[docs]" 2>&1 | grep -v "is ignored" >&2 || true
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict -q -d site
 echo "test: all backends passed; ruff and mypy --strict clean" >&2
