@@ -239,11 +239,21 @@ class Connection:
         timeout: Timeout = UNSET,
     ) -> Record | None:
         """Run a query and return its first row, or None."""
-        return await self._first_row(query, values, timeout, "fetch_one")
+        compiled, args = self._compiler.compile(query, values)
+        columns, rows = await self._run(
+            self._backend.fetch,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation="fetch_one",
+        )
+        return self._records(compiled, columns, rows[:1])[0] if rows else None
 
     async def _first_row(
         self, query: Query, values: Mapping[str, Any] | None, timeout: Timeout, operation: str
     ) -> Record | None:
+        """`fetch_one` for `fetch_val`, named as such for the hooks."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(
             self._backend.fetch,

@@ -16,16 +16,20 @@ Events and their details:
   the connection: 0 outside a transaction, 1 in one, 2+ in savepoints).
 - `query_end`: the same, plus duration (seconds), error (the asyncdb exception, or None) and
   rowcount (rows returned by a fetch or an iteration, rows affected by an execute when the
-  driver says; None when unknown). An `iterate` starts when the first batch is asked for and
-  ends when the iteration does (exhausted, left early, or failed): its duration is the whole
-  iteration, loop body included, and its rowcount counts the rows fetched.
+  driver says; None when unknown or on error). An `iterate` starts when the first batch is
+  asked for and ends when the iteration does (exhausted, failed, or closed after leaving the
+  loop early: `aclose()`, or garbage collection, which closes it in a task of its own): its
+  duration is the whole iteration, loop body included; its rowcount counts the rows fetched.
 - `acquire`: backend, pool, wait (seconds until a connection was ready: waiting in line,
   connecting, pre-ping), connection_id (None if it failed), error (e.g. PoolTimeout) or None.
-- `transaction_start`: backend, transaction_id (pairs it with its `transaction_end`), depth
-  (1 = outermost, 2+ = savepoint), attempt (1, or the attempt of a `retry=` decorator).
-- `transaction_end`: the same, plus duration, connection_id, outcome (`commit`; `rollback`;
-  `retry`: rolled back and the `retry=` decorator runs the function again; `unknown`: the
-  connection was lost while COMMIT was in flight) and error (what ended it, or None).
+- `transaction_start`: backend, transaction_id (pairs it with its `transaction_end`), attempt
+  (1, or the attempt of a `retry=` decorator). Emitted before BEGIN (or SAVEPOINT) is sent.
+- `transaction_end`: the same, plus depth (1 = outermost, 2+ = savepoint; None if BEGIN
+  failed), duration, connection_id, outcome (`commit`; `rollback`; `retry`: rolled back and
+  the `retry=` decorator runs the function again; `unknown`: the connection was lost while
+  COMMIT was in flight) and error (what ended it: the exception that left the block, or the
+  one commit/rollback raised; None for a plain rollback or `Rollback`). force_rollback's own
+  outer transaction is not reported.
 - `connect` (backend, pool), `invalidate` (backend, pool: a connection was discarded as dead
   or of unknown state), `disconnect_detected` (backend, error), `reset` (backend, pool: a
   connection's session state was reset before reuse).

@@ -185,7 +185,7 @@ class Transaction:
             raise InterfaceError("this transaction is already started; create a new one")
         connection = self._get_connection()
         hooks = connection._pool.hooks
-        if hooks.transactions:
+        if hooks.transactions and not self._detached:  # force_rollback's is no one's
             self._seen = _Observed(hooks, connection, self)
             try:
                 return await self._open(connection)

@@ -22,6 +22,7 @@ sent, with placeholders: parameter values are never recorded), `server.address`,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -45,6 +46,7 @@ from .._statements import first_keyword
 __all__ = ["instrument", "uninstrument"]
 
 _SCOPE = "asyncdb.contrib.opentelemetry"
+_Token = contextvars.Token[otel_context.Context]
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 # The semantic conventions' advice for db.client.operation.duration (seconds).
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -232,7 +234,7 @@ class _Instrumentation:
         where = f"{address}:{base['server.port']}/" if address else ""
         self.pool_name = pool_name or f"{where}{self._namespace or system}"
         self._queries: dict[int, trace.Span] = {}
-        self._transactions: dict[int, tuple[trace.Span, object, asyncio.Task[Any] | None]] = {}
+        self._transactions: dict[int, tuple[trace.Span, _Token, asyncio.Task[Any] | None]] = {}
         self._hooks = {
             "query_start": self._query_start,
             "query_end": self._query_end,
@@ -331,10 +333,10 @@ class _Instrumentation:
         if entry is None:
             return
         span, token, task = entry
+        # Ended by another task (a manual transaction handed over): that task's context never
+        # had our span, and the opener's context cannot be changed from here.
         if asyncio.current_task() is task:
-            # Ended by another task (a manual transaction handed over): that task's context
-            # never had our span, and the opener's context cannot be changed from here.
-            otel_context.detach(token)  # type: ignore[arg-type]
+            otel_context.detach(token)
         depth: int | None = details["depth"]
         if depth is not None and depth > 1:
             span.update_name(self._name("SAVEPOINT"))
