@@ -80,13 +80,17 @@ class Hooks:
         self._check(event)
         if not callable(callback):
             raise TypeError(f"hook for {event!r} must be callable, got {callback!r}")
-        self._callbacks[event].append(callback)
+        # A new list, never one changed in place: emit() may be iterating the old one (a hook
+        # that removes itself must not make the next one skipped).
+        self._callbacks[event] = [*self._callbacks[event], callback]
         self._refresh()
 
     def remove(self, event: str, callback: Hook) -> None:
         self._check(event)
-        if callback in self._callbacks[event]:
-            self._callbacks[event].remove(callback)
+        callbacks = list(self._callbacks[event])
+        if callback in callbacks:
+            callbacks.remove(callback)
+            self._callbacks[event] = callbacks
         self._refresh()
 
     def emit(self, event: str, **details: Any) -> None:

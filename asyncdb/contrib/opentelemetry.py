@@ -98,7 +98,8 @@ def instrument(
 
 
 def uninstrument(db: Database) -> None:
-    """Stop tracing and measuring `db` (spans already open are ended as they finish)."""
+    """Stop tracing and measuring `db`. Spans already open (a transaction, an iteration)
+    still end when it does, so no task is left with a span current forever."""
     instrumentation = _instrumented.pop(db, None)
     if instrumentation is not None:
         instrumentation.detach()
@@ -233,6 +234,7 @@ class _Instrumentation:
         self._base = base
         where = f"{address}:{base['server.port']}/" if address else ""
         self.pool_name = pool_name or f"{where}{self._namespace or system}"
+        self._active = True  # False after uninstrument(): only open spans are ended
         self._queries: dict[int, trace.Span] = {}
         self._transactions: dict[int, tuple[trace.Span, _Token, asyncio.Task[Any] | None]] = {}
         self._hooks = {
@@ -251,11 +253,21 @@ class _Instrumentation:
         self._metrics.members.add(self)
 
     def detach(self) -> None:
+        self._active = False
         self._metrics.members.discard(self)
         db = self._db()
         if db is not None:
-            for event, hook in self._hooks.items():
-                db.remove_hook(event, hook)
+            for event in ("query_start", "acquire", "transaction_start"):
+                db.remove_hook(event, self._hooks[event])
+        self._finish()
+
+    def _finish(self) -> None:
+        """Once detached, keep the end hooks only until the spans still open have ended."""
+        db = self._db()
+        if self._active or self._queries or self._transactions or db is None:
+            return
+        for event in ("query_end", "transaction_end"):
+            db.remove_hook(event, self._hooks[event])
 
     def stats(self) -> dict[str, int] | None:
         db = self._db()
@@ -294,23 +306,26 @@ class _Instrumentation:
 
     def _query_end(self, event: str, details: dict[str, Any]) -> None:
         error: BaseException | None = details["error"]
-        operation = first_keyword(details["sql"])
-        attributes = dict(self._base)
-        if operation:
-            attributes["db.operation.name"] = operation
-        if error is not None:
-            attributes["error.type"] = _error_type(error)
-        self._metrics.duration.record(details["duration"], attributes)
         rows: int | None = details["rowcount"]
         fetch = details["operation"] in _FETCHES
-        if rows is not None and fetch:
-            self._metrics.returned_rows.record(rows, attributes)
+        if self._active:
+            operation = first_keyword(details["sql"])
+            attributes = dict(self._base)
+            if operation:
+                attributes["db.operation.name"] = operation
+            if error is not None:
+                attributes["error.type"] = _error_type(error)
+            self._metrics.duration.record(details["duration"], attributes)
+            if rows is not None and fetch:
+                self._metrics.returned_rows.record(rows, attributes)
         span = self._queries.pop(details["query_id"], None)
-        if span is None:
-            return
-        if rows is not None:
-            span.set_attribute("db.response.returned_rows" if fetch else "asyncdb.rowcount", rows)
-        _end_span(span, error)
+        if span is not None:
+            if rows is not None:
+                name = "db.response.returned_rows" if fetch else "asyncdb.rowcount"
+                span.set_attribute(name, rows)
+            _end_span(span, error)
+        if not self._active:
+            self._finish()
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -331,7 +346,7 @@ class _Instrumentation:
     def _transaction_end(self, event: str, details: dict[str, Any]) -> None:
         entry = self._transactions.pop(details["transaction_id"], None)
         if entry is None:
-            return
+            return  # started before instrument(), or with transaction spans off
         span, token, task = entry
         # Ended by another task (a manual transaction handed over): that task's context never
         # had our span, and the opener's context cannot be changed from here.
@@ -346,6 +361,8 @@ class _Instrumentation:
             span.set_attribute("asyncdb.connection.id", details["connection_id"])
         span.set_attribute("asyncdb.transaction.outcome", details["outcome"])
         _end_span(span, details["error"])
+        if not self._active:
+            self._finish()
 
     # -- the pool ----------------------------------------------------------------------------
 

@@ -261,3 +261,17 @@ async def test_transaction_hooks_report_depth_and_outcome(db: Database) -> None:
     assert all(d["attempt"] == 1 and d["duration"] >= 0 for d in ends)
     assert ends[0]["connection_id"] == ends[1]["connection_id"] is not None
     assert {d["transaction_id"] for d in starts} == {d["transaction_id"] for d in ends}
+
+
+async def test_a_hook_that_removes_itself_does_not_hide_the_next_one(db: Database) -> None:
+    calls: list[str] = []
+
+    def once(event: str, details: dict[str, Any]) -> None:
+        calls.append("once")
+        db.remove_hook("query_end", once)
+
+    db.add_hook("query_end", once)
+    db.add_hook("query_end", lambda e, d: calls.append("always"))
+    await db.fetch_val("SELECT 1")
+    await db.fetch_val("SELECT 1")
+    assert calls == ["once", "always", "always"]

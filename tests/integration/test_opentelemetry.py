@@ -470,3 +470,27 @@ async def test_a_lost_connection_ends_its_span_with_the_classified_error(
                 await conn.fetch_val("SELECT 1")
     failed = [s for s in telemetry.clients() if s.status.status_code is StatusCode.ERROR]
     assert [s.attributes["error.type"] for s in failed] == ["asyncdb.DisconnectionError"]  # type: ignore[index]
+
+
+async def test_uninstrument_inside_a_transaction_still_ends_its_span(
+    db_url: str, telemetry: Telemetry
+) -> None:
+    from opentelemetry import trace
+
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    db = Database(db_url)
+    telemetry.instrument(db)
+    async with db:
+        with tracer.start_as_current_span("request") as request:
+            async with db.transaction():
+                uninstrument(db)
+                await db.fetch_val("SELECT 1")  # not traced any more
+            # the transaction's span ended with it and is no longer current
+            assert trace.get_current_span() is request
+        (transaction,) = telemetry.transactions()
+        assert transaction.attributes["asyncdb.transaction.outcome"] == "commit"  # type: ignore[index]
+        (begin,) = telemetry.clients()  # sent before uninstrument(); SELECT and COMMIT after
+        assert begin.attributes["db.operation.name"] in ("BEGIN", "START")  # type: ignore[index]
+        assert len(telemetry.spans()) == 3
+        # and once nothing is open, no hook of ours is left behind
+        assert all(not callbacks for callbacks in db._hooks._callbacks.values())
