@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from asyncdb import (
     Database,
     DatabaseURL,
+    DataError,
     DisconnectionError,
     InterfaceError,
     PoolTimeout,
@@ -494,3 +495,29 @@ async def test_uninstrument_inside_a_transaction_still_ends_its_span(
         assert len(telemetry.spans()) == 3
         # and once nothing is open, no hook of ours is left behind
         assert all(not callbacks for callbacks in db._hooks._callbacks.values())
+
+
+@backends("postgresql")
+async def test_an_iteration_failing_half_way_ends_its_span_with_the_error(
+    tdb: Database, telemetry: Telemetry
+) -> None:
+    seen = 0
+    with pytest.raises(DataError):  # division by zero at row 1500, in the second batch
+        async for _row in tdb.iterate("SELECT 1 / (g - 1500) FROM generate_series(1, 3000) g"):
+            seen += 1
+    assert seen == 1000
+    (span,) = telemetry.clients()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "asyncdb.DataError"  # type: ignore[index]
+    assert span.attributes["db.response.status_code"] == "22012"  # type: ignore[index]
+    assert "db.response.returned_rows" not in (span.attributes or {})
+
+
+def test_a_clear_error_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "asyncdb.contrib.opentelemetry")
+    with pytest.raises(ImportError, match=r"pip install 'asyncdb-layer\[opentelemetry\]'"):
+        importlib.import_module("asyncdb.contrib.opentelemetry")
