@@ -521,3 +521,29 @@ def test_a_clear_error_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delitem(sys.modules, "asyncdb.contrib.opentelemetry")
     with pytest.raises(ImportError, match=r"pip install 'asyncdb-layer\[opentelemetry\]'"):
         importlib.import_module("asyncdb.contrib.opentelemetry")
+
+
+async def test_concurrent_tasks_never_share_a_transaction_span(
+    tdb: Database, telemetry: Telemetry
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("app")
+
+    async def request(n: int) -> None:
+        with tracer.start_as_current_span(f"request-{n}"):
+            async with tdb.transaction():
+                await tdb.fetch_val(f"SELECT {n}")
+                await asyncio.sleep(0.01)  # let the other tasks' transactions interleave
+                await tdb.fetch_val(f"SELECT {n + 100}")
+
+    await asyncio.gather(*(request(n) for n in range(12)))
+    by_id = {s.context.span_id: s for s in telemetry.spans()}
+    for n in range(12):
+        for sql in (f"SELECT {n}", f"SELECT {n + 100}"):
+            (span,) = [s for s in telemetry.clients() if s.attributes["db.query.text"] == sql]  # type: ignore[index]
+            transaction = by_id[span.parent.span_id]  # type: ignore[union-attr]
+            assert transaction in telemetry.transactions()
+            assert (
+                transaction.attributes["asyncdb.connection.id"]
+                == span.attributes["asyncdb.connection.id"]
+            )  # type: ignore[index]
+            assert by_id[transaction.parent.span_id].name == f"request-{n}"  # type: ignore[union-attr]
