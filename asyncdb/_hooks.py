@@ -30,7 +30,8 @@ Events and their details:
   COMMIT was in flight) and error (what ended it: the exception that left the block, or the
   one commit/rollback raised; None for a plain rollback or `Rollback`). force_rollback's own
   outer transaction is not reported.
-- `connect` (backend, pool), `invalidate` (backend, pool: a connection was discarded as dead
+- `connect` (backend, pool, duration: seconds the connect and `on_connect` took,
+  connection_id), `invalidate` (backend, pool: a connection was discarded as dead
   or of unknown state), `disconnect_detected` (backend, error), `reset` (backend, pool: a
   connection's session state was reset before reuse).
 

@@ -433,6 +433,7 @@ class Pool:
         if (reconnect or self.reconnect) == "backoff":
             backoff = Backoff(self.reconnect_timeout)
         while True:
+            start = time.perf_counter()
             try:
                 raw = await self._connect_shielded()
             except _OnConnectFailed as exc:
@@ -454,9 +455,16 @@ class Pool:
                 await asyncio.sleep(delay)
                 continue
             self._stats["created"] += 1
-            self.hooks.emit("connect", backend=self.backend.name, pool=self.name)
+            conn = PooledConnection(raw, self.max_lifetime)
+            self.hooks.emit(
+                "connect",
+                backend=self.backend.name,
+                pool=self.name,
+                duration=time.perf_counter() - start,
+                connection_id=conn.id,
+            )
             logger.debug("%s: connected", self.name)
-            return PooledConnection(raw, self.max_lifetime)
+            return conn
 
     async def _connect_shielded(self) -> Any:
         """Connect; if the caller is cancelled meanwhile, let the handshake finish (drivers

@@ -145,6 +145,12 @@ class _Metrics:
             description="The time it took to obtain an open connection from the pool.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
+        self.create_time = meter.create_histogram(
+            "db.client.connection.create_time",
+            unit="s",
+            description="The time it took to create a new connection.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
         self.timeouts = meter.create_counter(
             "db.client.connection.timeouts",
             unit="{timeout}",
@@ -241,6 +247,7 @@ class _Instrumentation:
             "query_start": self._query_start,
             "query_end": self._query_end,
             "acquire": self._acquire,
+            "connect": self._connect,
             "transaction_start": self._transaction_start,
             "transaction_end": self._transaction_end,
         }
@@ -257,7 +264,7 @@ class _Instrumentation:
         self._metrics.members.discard(self)
         db = self._db()
         if db is not None:
-            for event in ("query_start", "acquire", "transaction_start"):
+            for event in ("query_start", "acquire", "connect", "transaction_start"):
                 db.remove_hook(event, self._hooks[event])
         self._finish()
 
@@ -371,6 +378,10 @@ class _Instrumentation:
         self._metrics.wait_time.record(details["wait"], attributes)
         if isinstance(details["error"], PoolTimeout):
             self._metrics.timeouts.add(1, attributes)
+
+    def _connect(self, event: str, details: dict[str, Any]) -> None:
+        attributes = {"db.client.connection.pool.name": self.pool_name}
+        self._metrics.create_time.record(details["duration"], attributes)
 
 
 def _end_span(span: trace.Span, error: BaseException | None) -> None:

@@ -223,12 +223,15 @@ async def test_iterate_fires_the_query_hooks_and_is_logged(
 
 async def test_acquire_hook_reports_the_wait_for_a_connection(db_url: str) -> None:
     db = Database(db_url, min_size=0, max_size=1, acquire_timeout=0.3)
-    seen = _Recorder(db, "acquire")
+    seen = _Recorder(db, "acquire", "connect")
     async with db:
         await db.fetch_val("SELECT 1")
         (first,) = seen.of("acquire")
         assert first["wait"] >= 0 and first["error"] is None
         assert isinstance(first["connection_id"], int)
+        (connected,) = seen.of("connect")  # opened for that first checkout, inside its wait
+        assert connected["connection_id"] == first["connection_id"]
+        assert 0 < connected["duration"] <= first["wait"]
         async with db.connection() as held:
             await held.fetch_val("SELECT 1")
             with pytest.raises(PoolTimeout):

@@ -379,6 +379,8 @@ async def test_pool_metrics_count_connections_waiters_and_wait_time(
         assert wait.max >= 0.05  # the waiters waited at least as long as the holder slept
         (pending,) = points["db.client.connection.pending_requests"]
         assert pending.value == 0
+        (created,) = points["db.client.connection.create_time"]
+        assert created.count == 1 and created.sum > 0  # min_size=1: opened once, at connect
 
     # timeouts: a second database whose only connection is held
     short = Database(db_url, min_size=0, max_size=1, acquire_timeout=0.2)
