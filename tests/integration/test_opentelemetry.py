@@ -549,3 +549,31 @@ async def test_concurrent_tasks_never_share_a_transaction_span(
                 == span.attributes["asyncdb.connection.id"]
             )  # type: ignore[index]
             assert by_id[transaction.parent.span_id].name == f"request-{n}"  # type: ignore[union-attr]
+
+
+@backends("postgresql", "mysql")
+async def test_a_cancelled_task_ends_its_statement_and_transaction_spans(
+    tdb: Database, telemetry: Telemetry, backend: str
+) -> None:
+    sleep = "SELECT pg_sleep(30)" if backend == "postgresql" else "SELECT SLEEP(30)"
+    started = asyncio.Event()
+
+    async def work() -> None:
+        async with tdb.transaction():
+            started.set()
+            await tdb.fetch_val(sleep)
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (statement,) = [s for s in telemetry.clients() if s.attributes["db.query.text"] == sleep]  # type: ignore[index]
+    assert statement.attributes["error.type"] == "asyncio.exceptions.CancelledError"  # type: ignore[index]
+    (transaction,) = telemetry.transactions()
+    assert transaction.attributes["asyncdb.transaction.outcome"] == "rollback"  # type: ignore[index]
+    assert transaction.status.status_code is StatusCode.ERROR
+    assert statement.parent is not None
+    assert statement.parent.span_id == transaction.context.span_id
+    assert await tdb.fetch_val("SELECT 1") == 1  # and the database goes on
