@@ -128,8 +128,32 @@ class Connection:
         if self._pooled is None:
             if self._levels:
                 raise self._refusal()  # the transaction's connection is gone: no silent reconnect
-            self._pooled = await self._pool.acquire(reconnect)
+            if self._pool.hooks.acquires:
+                self._pooled = await self._acquire_observed(reconnect)
+            else:
+                self._pooled = await self._pool.acquire(reconnect)
         return self._pooled
+
+    async def _acquire_observed(self, reconnect: str | None) -> PooledConnection:
+        """`pool.acquire` with the `acquire` hook told how long getting a connection took."""
+        pool, start = self._pool, time.perf_counter()
+        pooled: PooledConnection | None = None
+        error: BaseException | None = None
+        try:
+            pooled = await pool.acquire(reconnect)
+            return pooled
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            pool.hooks.emit(
+                "acquire",
+                backend=self._backend.name,
+                pool=pool.name,
+                wait=time.perf_counter() - start,
+                connection_id=pooled.id if pooled is not None else None,
+                error=error,
+            )
 
     async def _lock_for(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None and self._lock_owner is task and self._lock.locked():
@@ -199,7 +223,12 @@ class Connection:
         """Run a query and return all its rows."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(
-            self._backend.fetch, compiled.sql, args, query=compiled, timeout=timeout
+            self._backend.fetch,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation="fetch_all",
         )
         return self._records(compiled, columns, rows)
 
@@ -213,7 +242,27 @@ class Connection:
         """Run a query and return its first row, or None."""
         compiled, args = self._compiler.compile(query, values)
         columns, rows = await self._run(
-            self._backend.fetch, compiled.sql, args, query=compiled, timeout=timeout
+            self._backend.fetch,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation="fetch_one",
+        )
+        return self._records(compiled, columns, rows[:1])[0] if rows else None
+
+    async def _first_row(
+        self, query: Query, values: Mapping[str, Any] | None, timeout: Timeout, operation: str
+    ) -> Record | None:
+        """`fetch_one` for `fetch_val`, named as such for the hooks."""
+        compiled, args = self._compiler.compile(query, values)
+        columns, rows = await self._run(
+            self._backend.fetch,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation=operation,
         )
         return self._records(compiled, columns, rows[:1])[0] if rows else None
 
@@ -226,7 +275,7 @@ class Connection:
         timeout: Timeout = UNSET,
     ) -> Any:
         """Run a query and return one value of its first row (None if there is no row)."""
-        row = await self.fetch_one(query, values, timeout=timeout)
+        row = await self._first_row(query, values, timeout, "fetch_val")
         return None if row is None else row[column]
 
     async def execute(
@@ -253,7 +302,12 @@ class Connection:
         """Run a statement; return its `ExecuteResult(rowcount, lastrowid, value)`."""
         compiled, args = self._compiler.compile(query, values)
         result: ExecuteResult = await self._run(
-            self._backend.execute, compiled.sql, args, query=compiled, timeout=timeout
+            self._backend.execute,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation="execute",
         )
         return result
 
@@ -274,11 +328,25 @@ class Connection:
         run = self._backend.execute_many
         if len(groups) == 1:
             compiled, args_list = groups[0]
-            await self._run(run, compiled.sql, args_list, query=compiled, timeout=timeout)
+            await self._run(
+                run,
+                compiled.sql,
+                args_list,
+                query=compiled,
+                timeout=timeout,
+                operation="execute_many",
+            )
             return
         async with self:  # one checkout for all groups
             for compiled, args_list in groups:
-                await self._run(run, compiled.sql, args_list, query=compiled, timeout=timeout)
+                await self._run(
+                    run,
+                    compiled.sql,
+                    args_list,
+                    query=compiled,
+                    timeout=timeout,
+                    operation="execute_many",
+                )
 
     async def iterate(
         self,
@@ -298,6 +366,7 @@ class Connection:
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
             self._mark(compiled)
+            seen = self._observe("iterate", compiled.sql, args)
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
             try:
                 while True:
@@ -305,11 +374,19 @@ class Connection:
                         columns, rows = await self._call(raw, anext, (stream,), limit)
                     except StopAsyncIteration:
                         break
+                    if seen is not None:
+                        seen.fetched(len(rows))
                     for record in self._records(compiled, columns, rows):
                         yield record
+            except BaseException as exc:
+                if seen is not None and not isinstance(exc, GeneratorExit):
+                    seen.error = exc  # leaving the loop early is no failure
+                raise
             finally:
                 await _aclose_quietly(stream)
                 self._drop_if_closed(raw)
+                if seen is not None:
+                    seen.end()
 
     def _drop_if_closed(self, raw: Any) -> None:
         """Take back a connection the stream's close left dead (a MySQL stream left early is
@@ -501,10 +578,12 @@ class Connection:
         check_failed: bool = True,
         query: Compiled | None = None,
         timeout: Timeout = None,
+        operation: str = "command",
     ) -> T:
         """Run a driver call; `query` is the compiled statement (None for asyncdb's own
         transaction commands, which leave no session state behind and are never bounded:
-        a COMMIT cut short would leave its outcome unknown)."""
+        a COMMIT cut short would leave its outcome unknown). `operation` names the public
+        method for the hooks."""
         limit = self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
@@ -519,7 +598,7 @@ class Connection:
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
-                    return await self._run_observed(raw, op, args, limit)
+                    return await self._run_observed(raw, op, args, limit, operation)
                 return await self._call(raw, op, (raw, *args), limit)
         except DataError as exc:
             if query is not None and query.names:
@@ -574,25 +653,35 @@ class Connection:
         return error
 
     async def _run_observed(
-        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
+        self,
+        raw: Any,
+        op: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        limit: float | None,
+        operation: str,
     ) -> T:
         """`_run` with the query logged at DEBUG and the query hooks called."""
-        hooks, backend, sql = self._pool.hooks, self._backend.name, args[0]
-        hooks.emit("query_start", backend=backend, sql=sql)
-        start = time.perf_counter()
-        error: BaseException | None = None
+        seen = _Observed(self, operation, args[0], args[1] if len(args) > 1 else None)
         try:
-            return await self._call(raw, op, (raw, *args), limit)
+            result = await self._call(raw, op, (raw, *args), limit)
         except BaseException as exc:
-            error = exc
+            seen.error = exc
+            seen.end()
             raise
-        finally:
-            duration = time.perf_counter() - start
-            shown = (
-                args[1] if self._pool.log_parameters and len(args) > 1 else "[parameters hidden]"
-            )
-            logger.debug("%s %.3f ms %s %s", backend, duration * 1000, sql, shown)
-            hooks.emit("query_end", backend=backend, sql=sql, duration=duration, error=error)
+        if isinstance(result, ExecuteResult):
+            seen.rows = result.rowcount
+        elif isinstance(result, tuple):  # fetch: (columns, rows)
+            seen.rows = len(result[1])
+        else:
+            seen.rows = None
+        seen.end()
+        return result
+
+    def _observe(self, operation: str, sql: str, params: Any) -> _Observed | None:
+        """Start observing a statement if anyone watches (query hooks, DEBUG log)."""
+        if self._pool.hooks.queries or logger.isEnabledFor(logging.DEBUG):
+            return _Observed(self, operation, sql, params)
+        return None
 
     def _statement(self) -> _Statement:
         return _Statement(self)
@@ -662,6 +751,44 @@ def _name_arguments(error: DataError, names: tuple[str, ...]) -> None:
     renamed = _ARGUMENT.sub(named, message)
     if renamed != message:
         error.args = (renamed,)
+
+
+_query_ids = itertools.count(1)
+
+
+class _Observed:
+    """One statement, or one whole iteration, as the query log and hooks see it:
+    `query_start` when created, then the DEBUG line and `query_end` at `end()`."""
+
+    __slots__ = ("_conn", "_details", "_params", "_start", "error", "rows")
+
+    def __init__(self, conn: Connection, operation: str, sql: str, params: Any) -> None:
+        pooled = conn._pooled
+        self._conn, self._params = conn, params
+        self._details: dict[str, Any] = {
+            "backend": conn._backend.name,
+            "sql": sql,
+            "operation": operation,
+            "query_id": next(_query_ids),
+            "connection_id": pooled.id if pooled is not None else None,
+            "transaction_depth": len(conn._levels),
+        }
+        self.error: BaseException | None = None
+        self.rows: int | None = 0
+        conn._pool.hooks.emit("query_start", **self._details)
+        self._start = time.perf_counter()
+
+    def fetched(self, rows: int) -> None:
+        self.rows = (self.rows or 0) + rows
+
+    def end(self) -> None:
+        duration = time.perf_counter() - self._start
+        pool, details = self._conn._pool, self._details
+        params = self._params
+        shown = params if pool.log_parameters and params is not None else "[parameters hidden]"
+        logger.debug("%s %.3f ms %s %s", details["backend"], duration * 1000, details["sql"], shown)
+        rows = None if self.error is not None else self.rows
+        pool.hooks.emit("query_end", **details, duration=duration, error=self.error, rowcount=rows)
 
 
 class _Statement:

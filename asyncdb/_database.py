@@ -219,8 +219,9 @@ class Database:
         return transaction
 
     def add_hook(self, event: str, callback: Hook) -> None:
-        """Call `callback(event, details)` on `query_start`, `query_end`, `connect`,
-        `invalidate` or `disconnect_detected` (see `asyncdb._hooks` for the details)."""
+        """Call `callback(event, details)` on `query_start`, `query_end`, `acquire`,
+        `transaction_start`, `transaction_end`, `connect`, `invalidate`, `reset` or
+        `disconnect_detected` (see `asyncdb._hooks` for the details)."""
         self._hooks.add(event, callback)
 
     def remove_hook(self, event: str, callback: Hook) -> None:

@@ -57,6 +57,7 @@ _fork_generation = 0
 # event loop (its epoll set is shared too).
 _ABANDONED: list[Any] = []
 _pool_names = itertools.count(1)
+_connection_ids = itertools.count(1)
 _RESET_TIMEOUT = 30.0  # seconds for a session reset (and on_connect's re-run) to finish
 
 OnConnect = Callable[[Any], Awaitable[Any]]
@@ -113,7 +114,7 @@ def check_timeout(name: str, value: Any) -> float | None:
 class PooledConnection:
     """One raw connection and the facts the pool keeps about it."""
 
-    __slots__ = ("__weakref__", "created", "dirty", "generation", "last_used", "raw")
+    __slots__ = ("__weakref__", "created", "dirty", "generation", "id", "last_used", "raw")
 
     def __init__(self, raw: Any, lifetime: float | None) -> None:
         now = time.monotonic()
@@ -124,6 +125,7 @@ class PooledConnection:
         self.generation = _fork_generation
         # A statement may have changed session state: reset before anyone else gets it.
         self.dirty = False
+        self.id = next(_connection_ids)  # for hooks: which server connection ran a statement
 
 
 class Pool:
@@ -424,13 +426,14 @@ class Pool:
             self.backend.terminate(conn.raw)
             self._stats["invalidated"] += 1
             fresh = await self._connect(reconnect)
-            conn.raw, conn.created = fresh.raw, fresh.created
+            conn.raw, conn.created, conn.id = fresh.raw, fresh.created, fresh.id
 
     async def _connect(self, reconnect: str | None = None) -> PooledConnection:
         backoff = None
         if (reconnect or self.reconnect) == "backoff":
             backoff = Backoff(self.reconnect_timeout)
         while True:
+            start = time.perf_counter()
             try:
                 raw = await self._connect_shielded()
             except _OnConnectFailed as exc:
@@ -452,9 +455,16 @@ class Pool:
                 await asyncio.sleep(delay)
                 continue
             self._stats["created"] += 1
-            self.hooks.emit("connect", backend=self.backend.name, pool=self.name)
+            conn = PooledConnection(raw, self.max_lifetime)
+            self.hooks.emit(
+                "connect",
+                backend=self.backend.name,
+                pool=self.name,
+                duration=time.perf_counter() - start,
+                connection_id=conn.id,
+            )
             logger.debug("%s: connected", self.name)
-            return PooledConnection(raw, self.max_lifetime)
+            return conn
 
     async def _connect_shielded(self) -> Any:
         """Connect; if the caller is cancelled meanwhile, let the handshake finish (drivers

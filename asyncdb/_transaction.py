@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -19,6 +21,7 @@ from ._exceptions import (
     InterfaceError,
     Rollback,
 )
+from ._hooks import Hooks
 from ._pool import check_options
 from .backends.base import TransactionOptions
 
@@ -31,6 +34,8 @@ logger = logging.getLogger("asyncdb")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_transaction_ids = itertools.count(1)
 
 
 class Transaction:
@@ -71,6 +76,8 @@ class Transaction:
         # force_rollback's outer transaction belongs to no context: tasks' transactions
         # must take turns inside it as if it were the server's own.
         self._detached = False
+        self._seen: _Observed | None = None  # set while hooks watch this transaction
+        self._attempt, self._retrying = 1, False  # retry= decorator: will a failure re-run?
 
     def __repr__(self) -> str:
         state = f"depth={self._depth}" if self._depth else "not started"
@@ -95,6 +102,8 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        if self._seen is not None:
+            self._seen.cause = exc
         if exc is None and not self._force_rollback:
             await self.commit()
         else:
@@ -130,7 +139,7 @@ class Transaction:
         attempt = 1
         while True:
             try:
-                return await self._run_once(func, *args, **kwargs)
+                return await self._run_attempt(attempt, retry.attempts, func, args, kwargs)
             except CommitOutcomeUnknownError:
                 raise  # it may have committed: running it again could do it twice
             except (ConflictError, DisconnectionError) as exc:
@@ -143,6 +152,21 @@ class Transaction:
                 attempt += 1
                 await asyncio.sleep(delay)
 
+    async def _run_attempt(
+        self,
+        attempt: int,
+        attempts: int,
+        func: Callable[P, Awaitable[R]],
+        args: Any,
+        kwargs: Any,
+    ) -> R:
+        """One attempt of a `retry=` decorated call; the hooks learn which one it is."""
+        tx = self._copy()
+        tx._attempt, tx._retrying = attempt, attempt < attempts
+        async with tx:
+            return await func(*args, **kwargs)
+        return cast(R, None)  # the function raised Rollback: rolled back quietly
+
     def _copy(self) -> Transaction:
         """A fresh, unstarted transaction with the same (already checked) options: one per
         call of a decorated function. Cheap, since it runs on every request."""
@@ -150,6 +174,7 @@ class Transaction:
         copy.__dict__.update(self.__dict__)
         copy._retry = None  # the decorator retries; each attempt is a plain transaction
         copy._connection, copy._depth, copy._detached = None, 0, False
+        copy._seen = None
         return copy
 
     # -- manual control ------------------------------------------------------------------
@@ -159,6 +184,18 @@ class Transaction:
         if self._depth:
             raise InterfaceError("this transaction is already started; create a new one")
         connection = self._get_connection()
+        hooks = connection._pool.hooks
+        if hooks.transactions and not self._detached:  # force_rollback's is no one's
+            self._seen = _Observed(hooks, connection, self)
+            try:
+                return await self._open(connection)
+            except BaseException as exc:
+                self._seen.end(None, exc, commit=False)
+                self._seen = None
+                raise
+        return await self._open(connection)
+
+    async def _open(self, connection: Connection) -> Transaction:
         stack = transaction_stack(connection)
         if stack and (self._options.isolation or self._options.readonly):
             raise InterfaceError("isolation and readonly apply to the outermost transaction only")
@@ -195,8 +232,71 @@ class Transaction:
             )
         connection._check_top(self._depth)
         depth, self._depth = self._depth, 0
+        seen, self._seen = self._seen, None
+        if seen is not None:
+            seen.ending(connection)
         try:
             await connection._end(self, depth, commit=commit)
+        except BaseException as exc:
+            if seen is not None:
+                seen.end(depth, exc, commit=commit)
+            raise
+        else:
+            if seen is not None:
+                seen.end(depth, None, commit=commit)
         finally:
             pop_transaction(connection, self)
             self._connection = None
+
+
+def _retryable(error: BaseException | None) -> bool:
+    """Whether the `retry=` decorator runs the function again after this error."""
+    return isinstance(error, (ConflictError, DisconnectionError)) and not isinstance(
+        error, CommitOutcomeUnknownError
+    )
+
+
+class _Observed:
+    """A transaction as the hooks see it: `transaction_start` when created,
+    `transaction_end` with its outcome at `end()`."""
+
+    __slots__ = ("_connection_id", "_details", "_hooks", "_retrying", "_start", "cause")
+
+    def __init__(self, hooks: Hooks, connection: Connection, tx: Transaction) -> None:
+        self._hooks, self._retrying = hooks, tx._retrying
+        self._details: dict[str, Any] = {
+            "backend": connection._backend.name,
+            "transaction_id": next(_transaction_ids),
+            "attempt": tx._attempt,
+        }
+        self._connection_id: int | None = None
+        self.cause: BaseException | None = None  # the exception that left the block, if any
+        hooks.emit("transaction_start", **self._details)
+        self._start = time.perf_counter()
+
+    def ending(self, connection: Connection) -> None:
+        pooled = connection._pooled
+        self._connection_id = pooled.id if pooled is not None else None
+
+    def end(self, depth: int | None, error: BaseException | None, *, commit: bool) -> None:
+        duration = time.perf_counter() - self._start
+        cause = error if error is not None else self.cause
+        if isinstance(cause, Rollback):
+            cause = None  # a rollback asked for, not a failure
+        if commit and error is None:
+            outcome = "commit"
+        elif isinstance(error, CommitOutcomeUnknownError):
+            outcome = "unknown"
+        elif self._retrying and _retryable(cause):
+            outcome = "retry"
+        else:
+            outcome = "rollback"
+        self._hooks.emit(
+            "transaction_end",
+            **self._details,
+            depth=depth,
+            duration=duration,
+            connection_id=self._connection_id,
+            outcome=outcome,
+            error=cause,
+        )
