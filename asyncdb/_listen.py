@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -265,7 +265,8 @@ class Listener:
                 # older than the notifications it will get from now on.
                 for channel in self._channels:
                     self._queue.put_nowait(Notification(channel, "", 0, missed=True))
-            await self._backend.listen(raw, self._channels, self._notified, self._lost)
+            notified, lost = _callbacks(self._queue)
+            await self._backend.listen(raw, self._channels, notified, lost)
         except BaseException as exc:
             self._backend.terminate(raw)
             if isinstance(exc, Exception) and not isinstance(
@@ -302,8 +303,17 @@ class Listener:
         )
         return driver_error(self._backend, failure, exc)
 
-    def _notified(self, channel: str, payload: str, pid: int) -> None:
-        self._queue.put_nowait(Notification(channel, payload, pid))
 
-    def _lost(self, raw: Any) -> None:
-        self._queue.put_nowait(_Lost(raw))
+def _callbacks(
+    queue: asyncio.Queue[Notification | _Lost | _Closed],
+) -> tuple[Callable[[str, str, int], None], Callable[[Any], None]]:
+    """The driver's callbacks. They hold the queue, not the listener: the driver's connection
+    lives on in the event loop, and must not keep a dropped listener (and itself) alive."""
+
+    def notified(channel: str, payload: str, pid: int) -> None:
+        queue.put_nowait(Notification(channel, payload, pid))
+
+    def lost(raw: Any) -> None:
+        queue.put_nowait(_Lost(raw))
+
+    return notified, lost
