@@ -240,6 +240,8 @@ class Listener:
 
     async def _connect_until(self, backoff: Backoff, *, missed: bool = False) -> None:
         while True:
+            if self._closed:  # db.disconnect() ran while we waited to retry
+                raise StopAsyncIteration
             try:
                 await self._connect(missed=missed)
                 return
