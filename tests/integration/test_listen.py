@@ -296,3 +296,25 @@ async def test_other_backends_refuse_listen_and_notify(db: Database, backend: st
         db.listen("a")
     with pytest.raises(InterfaceError, match=f"LISTEN/NOTIFY needs PostgreSQL.*{backend}"):
         await db.notify("a", "b")
+
+
+@backends("postgresql")
+async def test_disconnect_ends_a_listener_that_waits_to_reconnect(db_url: str) -> None:
+    url = DatabaseURL(db_url)
+    proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 0).start()
+    try:
+        db = Database(url.replace(port=proxy.port), ssl=False)
+        await db.connect()
+        async with db.listen("retry", reconnect_timeout=None) as listener:  # retries forever
+            notes: list[Notification] = []
+            consumer = asyncio.create_task(collect(listener, notes))
+            await db.notify("retry", "1")
+            await until(notes, 1)
+            await proxy.close()  # nothing answers any more: the listener backs off, retries
+            await asyncio.sleep(1)
+            assert not consumer.done()
+            await db.disconnect()
+            await asyncio.wait_for(consumer, WAIT)  # the loop ended, without an error
+            assert "closed" in repr(listener)
+    finally:
+        await proxy.close()
