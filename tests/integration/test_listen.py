@@ -16,6 +16,7 @@ from proxy import TcpProxy
 from asyncdb import (
     Database,
     DatabaseURL,
+    DataError,
     DisconnectionError,
     InterfaceError,
     Listener,
@@ -288,6 +289,8 @@ async def test_bad_channel_and_payload_are_refused(db: Database) -> None:
         await db.notify("a", {"id": 1})  # type: ignore[arg-type]
     with pytest.raises(ProgrammingError, match="reconnect_timeout"):
         db.listen("a", reconnect_timeout=-1)
+    with pytest.raises(DataError, match="payload string too long"):  # the server's limit
+        await db.notify("a", "x" * 9000)
 
 
 @backends("mysql", "sqlite")
