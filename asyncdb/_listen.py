@@ -216,12 +216,13 @@ class Listener:
             # when something is sent on it.
             raw = self._raw
             try:
-                async with asyncio.timeout(self._pool_connect_timeout()):
+                async with asyncio.timeout(self._ping_timeout()):
                     await self._backend.ping(raw)
             except Exception:
                 return _Lost(raw)
 
-    def _pool_connect_timeout(self) -> float:
+    def _ping_timeout(self) -> float:
+        """A ping gets as long as a connect (the connect_timeout option, default 10 s)."""
         timeout = getattr(self._backend, "_connect_kwargs", {}).get("timeout", 10.0)
         return float(timeout)
 
