@@ -26,6 +26,7 @@ from ._exceptions import (
     Rollback,
     TransactionAbortedError,
 )
+from ._listen import Listener, Notification
 from ._records import Record
 from ._transaction import Transaction
 from ._url import DatabaseURL
@@ -43,6 +44,8 @@ __all__ = [
     "ExecuteResult",
     "IntegrityError",
     "InterfaceError",
+    "Listener",
+    "Notification",
     "OperationalError",
     "PoolTimeout",
     "ProgrammingError",

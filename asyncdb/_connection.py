@@ -12,16 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import itertools
 import logging
 import re
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compile import Compiled, Compiler, Query
 from ._context import transaction_stack
+from ._copy import (
+    COPY_IN_OPTIONS,
+    COPY_OUT_OPTIONS,
+    CallbackFailed,
+    check_copy_options,
+    check_names,
+    target_sql,
+)
 from ._errors import driver_error
 from ._exceptions import (
     CommitOutcomeUnknownError,
@@ -35,6 +52,7 @@ from ._exceptions import (
     ReadOnlyError,
     TransactionAbortedError,
 )
+from ._listen import check_channel
 from ._pool import Pool, PooledConnection, check_timeout
 from ._records import Record
 from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
@@ -732,6 +750,144 @@ class Connection:
         error = cls(message, backend=self._backend.name)
         error.__cause__ = cause
         return error
+
+    # -- PostgreSQL: COPY and NOTIFY ---------------------------------------------------------
+
+    async def copy_records_to_table(
+        self,
+        table: str,
+        *,
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        where: str | None = None,
+        timeout: Timeout = UNSET,
+    ) -> int:
+        """COPY `records` (tuples, one per row, in column order) into a table with binary
+        COPY; return the number of rows copied. PostgreSQL only. `timeout` bounds the whole
+        COPY. A record that cannot be sent raises DataError naming it; what the records
+        iterable itself raises reaches you as raised."""
+        backend = self._capable("copy_records_to_table", "COPY")
+        table, names, schema = check_names("copy_records_to_table", table, columns, schema_name)
+        call = functools.partial(
+            backend.copy_records_to_table,
+            table=table,
+            records=records,
+            columns=names,
+            schema_name=schema,
+            where=where,
+        )
+        return await self._copy(
+            call, f"COPY {target_sql(table, names, schema)} FROM STDIN", timeout
+        )
+
+    async def copy_to_table(
+        self,
+        table: str,
+        *,
+        source: Any,
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: Timeout = UNSET,
+        **options: Any,
+    ) -> int:
+        """COPY data into a table from `source`: bytes, a binary file object or an async
+        iterable of bytes, in the format the COPY options say (`format="csv"`, `header=True`,
+        `delimiter`, `null`, ...; text by default). Return the number of rows copied."""
+        backend = self._capable("copy_to_table", "COPY")
+        check_copy_options("copy_to_table", options, COPY_IN_OPTIONS)
+        table, names, schema = check_names("copy_to_table", table, columns, schema_name)
+        call = functools.partial(
+            backend.copy_to_table,
+            table=table,
+            source=source,
+            columns=names,
+            schema_name=schema,
+            options=options,
+        )
+        return await self._copy(
+            call, f"COPY {target_sql(table, names, schema)} FROM STDIN", timeout
+        )
+
+    async def copy_from_query(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        output: Any,
+        timeout: Timeout = UNSET,
+        **options: Any,
+    ) -> int:
+        """COPY the rows of a query (`:name` parameters, or a Core select) to `output`: a
+        binary file object or an async callable taking bytes, in the format the COPY options
+        say (`format="csv"`, `header=True`, ...). Return the number of rows copied."""
+        backend = self._capable("copy_from_query", "COPY")
+        check_copy_options("copy_from_query", options, COPY_OUT_OPTIONS)
+        if values is not None and not isinstance(values, Mapping):
+            raise ProgrammingError(
+                "copy_from_query() takes its parameters as a mapping of :name values, "
+                f"got {type(values).__name__}"
+            )
+        compiled, args = self._compiler.compile(query, values)
+        call = functools.partial(
+            backend.copy_from_query, sql=compiled.sql, args=args, output=output, options=options
+        )
+        return await self._copy(call, f"COPY ({compiled.sql}) TO STDOUT", timeout, compiled)
+
+    async def notify(
+        self, channel: str, payload: str | None = None, *, timeout: Timeout = UNSET
+    ) -> None:
+        """Send a notification on `channel` (pg_notify) through this connection: inside a
+        transaction it is delivered at COMMIT, and not at all after a rollback."""
+        self._capable("listen", "LISTEN/NOTIFY")
+        check_channel(channel)
+        if payload is not None and not isinstance(payload, str):
+            raise ProgrammingError(f"a notification payload is a str, got {type(payload).__name__}")
+        await self.execute(
+            "SELECT pg_notify(:channel, :payload)",
+            {"channel": channel, "payload": payload or ""},
+            timeout=timeout,
+        )
+
+    def _capable(self, method: str, feature: str) -> Any:
+        """The backend, if it has `method`; else the InterfaceError naming what is needed."""
+        if getattr(self._backend, method, None) is None:
+            raise InterfaceError(
+                f"{feature} needs PostgreSQL; this database is {self._backend.name}",
+                backend=self._backend.name,
+            )
+        return self._backend
+
+    async def _copy(
+        self,
+        call: Callable[[Any], Awaitable[int]],
+        description: str,
+        timeout: Timeout,
+        query: Compiled | None = None,
+    ) -> int:
+        """Run one COPY as a statement (checkout, wire lock, classification, timeout,
+        cancellation). What the caller's own code raised mid-COPY is re-raised as it is,
+        after the transaction level is marked failed (the server failed the COPY)."""
+
+        async def op(raw: Any, _description: str) -> int:
+            try:
+                return await call(raw)
+            except CallbackFailed as exc:
+                lost = self._backend.is_closed(raw)
+                if lost:
+                    self._invalidate()
+                cause: BaseException = (
+                    DisconnectionError("the connection was closed after a COPY callback failed")
+                    if lost
+                    else exc.error
+                )
+                self._fail(ErrorScope.TRANSACTION if lost else ErrorScope.SAVEPOINT, cause)
+                raise
+
+        try:
+            return await self._run(op, description, query=query, timeout=timeout)
+        except CallbackFailed as exc:
+            raise exc.error from None
 
 
 _ARGUMENT = re.compile(r"query argument \$(\d+)")

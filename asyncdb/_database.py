@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from ._compile import Compiler, Query
-from ._connection import UNSET, Connection, Timeout
+from ._connection import UNSET, Connection, Timeout, _Unset
 from ._exceptions import InterfaceError
 from ._hooks import Hook, Hooks
+from ._listen import Listener
 from ._pool import RESET_MODES, OnConnect, Pool, check_options, check_timeout, fork_generation
 from ._records import Record
 from ._transaction import Transaction
@@ -108,6 +109,7 @@ class Database:
         self._global_connection: Connection | None = None
         self._global_transaction: Transaction | None = None
         self._generation = fork_generation()
+        self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -174,6 +176,8 @@ class Database:
         finally:
             self._global_transaction = self._global_connection = None
             self._connections = weakref.WeakKeyDictionary()
+            for listener in list(self._listeners):
+                listener._shutdown()  # their loops end; their connections close
             await pool.close()
 
     async def __aenter__(self) -> Database:
@@ -288,6 +292,97 @@ class Database:
 
         Returns the connection's own iterator: no second generator between rows and caller."""
         return self.connection().iterate(query, values, timeout=timeout)
+
+    # -- PostgreSQL: LISTEN/NOTIFY and COPY -----------------------------------------------------
+
+    def listen(
+        self,
+        *channels: str,
+        reconnect_timeout: float | _Unset | None = UNSET,
+        ping_interval: float | None = 30.0,
+    ) -> Listener:
+        """`async for note in db.listen("a", "b"):` yields a `Notification` for each NOTIFY on
+        these channels, on a dedicated connection outside the pool, closed when the loop is
+        left. After a lost connection it reconnects with back-off (for `reconnect_timeout`
+        seconds, by default the database's; None: forever), then yields one
+        `Notification(missed=True)` per channel. An idle connection is pinged every
+        `ping_interval` seconds to notice a line that died silently. PostgreSQL only."""
+        self._check_fork()
+        if getattr(self._backend, "listen", None) is None:
+            raise InterfaceError(
+                f"LISTEN/NOTIFY needs PostgreSQL; this database is {self._backend.name}",
+                backend=self._backend.name,
+            )
+        if self._pool is None:
+            raise InterfaceError("the database is not connected; call 'await db.connect()' first")
+        if reconnect_timeout is UNSET:
+            reconnect_timeout = self._pool.reconnect_timeout
+        listener = Listener(
+            self._pool, channels, reconnect_timeout=reconnect_timeout, ping_interval=ping_interval
+        )
+        self._listeners.add(listener)
+        return listener
+
+    async def notify(
+        self, channel: str, payload: str | None = None, *, timeout: Timeout = UNSET
+    ) -> None:
+        """Send a notification through the task's connection (pg_notify): inside a
+        transaction it is delivered at COMMIT, and not at all after a rollback."""
+        await self.connection().notify(channel, payload, timeout=timeout)
+
+    async def copy_records_to_table(
+        self,
+        table: str,
+        *,
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        where: str | None = None,
+        timeout: Timeout = UNSET,
+    ) -> int:
+        """Binary COPY of `records` into a table; see `Connection.copy_records_to_table`."""
+        return await self.connection().copy_records_to_table(
+            table,
+            records=records,
+            columns=columns,
+            schema_name=schema_name,
+            where=where,
+            timeout=timeout,
+        )
+
+    async def copy_to_table(
+        self,
+        table: str,
+        *,
+        source: Any,
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: Timeout = UNSET,
+        **options: Any,
+    ) -> int:
+        """COPY bytes (CSV, text...) into a table; see `Connection.copy_to_table`."""
+        return await self.connection().copy_to_table(
+            table,
+            source=source,
+            columns=columns,
+            schema_name=schema_name,
+            timeout=timeout,
+            **options,
+        )
+
+    async def copy_from_query(
+        self,
+        query: Query,
+        values: Mapping[str, Any] | None = None,
+        *,
+        output: Any,
+        timeout: Timeout = UNSET,
+        **options: Any,
+    ) -> int:
+        """COPY the rows of a query to `output`; see `Connection.copy_from_query`."""
+        return await self.connection().copy_from_query(
+            query, values, output=output, timeout=timeout, **options
+        )
 
     # -- fork ------------------------------------------------------------------------------
 
