@@ -778,7 +778,10 @@ class Connection:
             where=where,
         )
         return await self._copy(
-            call, f"COPY {target_sql(table, names, schema)} FROM STDIN", timeout
+            call,
+            f"COPY {target_sql(table, names, schema)} FROM STDIN",
+            timeout,
+            "copy_records_to_table",
         )
 
     async def copy_to_table(
@@ -806,7 +809,7 @@ class Connection:
             options=options,
         )
         return await self._copy(
-            call, f"COPY {target_sql(table, names, schema)} FROM STDIN", timeout
+            call, f"COPY {target_sql(table, names, schema)} FROM STDIN", timeout, "copy_to_table"
         )
 
     async def copy_from_query(
@@ -832,7 +835,9 @@ class Connection:
         call = functools.partial(
             backend.copy_from_query, sql=compiled.sql, args=args, output=output, options=options
         )
-        return await self._copy(call, f"COPY ({compiled.sql}) TO STDOUT", timeout, compiled)
+        return await self._copy(
+            call, f"COPY ({compiled.sql}) TO STDOUT", timeout, "copy_from_query", compiled
+        )
 
     async def notify(
         self, channel: str, payload: str | None = None, *, timeout: Timeout = UNSET
@@ -863,6 +868,7 @@ class Connection:
         call: Callable[[Any], Awaitable[int]],
         description: str,
         timeout: Timeout,
+        operation: str,
         query: Compiled | None = None,
     ) -> int:
         """Run one COPY as a statement (checkout, wire lock, classification, timeout,
@@ -885,7 +891,9 @@ class Connection:
                 raise
 
         try:
-            return await self._run(op, description, query=query, timeout=timeout)
+            return await self._run(
+                op, description, query=query, timeout=timeout, operation=operation
+            )
         except CallbackFailed as exc:
             raise exc.error from None
 
