@@ -22,6 +22,7 @@ from ._exceptions import (
     PoolTimeout,
     ProgrammingError,
     QueryTimeoutError,
+    ReadOnlyError,
     Rollback,
     TransactionAbortedError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "PoolTimeout",
     "ProgrammingError",
     "QueryTimeoutError",
+    "ReadOnlyError",
     "Record",
     "Retry",
     "Rollback",

@@ -11,6 +11,7 @@ from ._exceptions import (
     InterfaceError,
     OperationalError,
     ProgrammingError,
+    ReadOnlyError,
     TransactionAbortedError,
 )
 from .backends.base import Backend, ErrorKind, Failure
@@ -26,6 +27,7 @@ _ERROR_CLASSES: dict[ErrorKind, type[DatabaseError]] = {
     ErrorKind.DATA: DataError,
     ErrorKind.OPERATIONAL: OperationalError,
     ErrorKind.INTERFACE: InterfaceError,
+    ErrorKind.READ_ONLY: ReadOnlyError,
 }
 
 

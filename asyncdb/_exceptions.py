@@ -6,6 +6,7 @@
   x OperationalError            the environment; a retry may help
     + DisconnectionError        the connection is gone; it was discarded, never reused
       - CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+      - ReadOnlyError           a write reached a read-only server (a replica, a demoted primary)
     + ConflictError             serialization failure, deadlock, lock timeout: retry it all
     + PoolTimeout               no connection became free in time
     + QueryTimeoutError         a query ran longer than its timeout; it was cancelled on the server
@@ -31,6 +32,7 @@ __all__ = [
     "PoolTimeout",
     "ProgrammingError",
     "QueryTimeoutError",
+    "ReadOnlyError",
     "Rollback",
     "TransactionAbortedError",
 ]
@@ -78,6 +80,12 @@ class DisconnectionError(OperationalError):
 class CommitOutcomeUnknownError(DisconnectionError):
     """The connection died while COMMIT was in flight: the transaction may or may not have
     been committed. Never retried automatically."""
+
+
+class ReadOnlyError(DisconnectionError):
+    """A write reached a server that only reads: a replica, or a primary demoted by a
+    failover. Nothing was written. A subclass of DisconnectionError, so that a transaction's
+    `retry=` runs the work again, on the new primary once roles are rediscovered."""
 
 
 class ConflictError(OperationalError):

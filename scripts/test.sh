@@ -28,8 +28,9 @@ fi
     || { echo "test: dependencies failed to install" >&2; exit 1; }
 
 eval "$(bash scripts/servers.sh start)"
+eval "$(bash scripts/replicas.sh start)"  # a PostgreSQL primary + standby (tests/integration/test_replicas.py)
 if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
-    trap 'bash scripts/servers.sh stop' EXIT
+    trap 'bash scripts/replicas.sh stop; bash scripts/servers.sh stop' EXIT
 fi
 
 export ASYNCDB_REQUIRE_ALL_BACKENDS=1

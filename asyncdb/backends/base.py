@@ -24,6 +24,7 @@ __all__ = [
     "ExecuteResult",
     "Failure",
     "RawRow",
+    "ServerRole",
     "TransactionOptions",
 ]
 
@@ -64,6 +65,7 @@ class ErrorKind(enum.Enum):
     DATA = "data"
     OPERATIONAL = "operational"
     INTERFACE = "interface"
+    READ_ONLY = "read_only"  # a write on a read-only server or session (a replica)
 
 
 class ErrorScope(enum.IntEnum):
@@ -90,6 +92,17 @@ class TransactionOptions:
 
     isolation: str | None = None
     readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRole:
+    """What one server is, for replica routing: `role` "primary" (takes writes) or
+    "replica"; `ready` False while it cannot serve yet; `cluster` the id of a multi-primary
+    cluster it belongs to (None on PostgreSQL)."""
+
+    role: str
+    ready: bool = True
+    cluster: str | None = None
 
 
 class Backend(Protocol):
@@ -185,3 +198,28 @@ class Backend(Protocol):
     def write_gate(self, options: TransactionOptions) -> tuple[asyncio.Lock, float] | None:
         """The same lock, for a transaction that did not take it at BEGIN: taken before its
         first write statement, so readers never wait in line behind writers."""
+
+
+class ReplicaBackend(Backend, Protocol):
+    """What a backend adds for primary/replica routing (PostgreSQL, MariaDB). A backend
+    without these methods refuses `replicas=`."""
+
+    async def server_role(self, raw: Any) -> ServerRole:
+        """Ask the server whether it is a primary or a replica."""
+
+    async def write_position(self, raw: Any) -> str:
+        """The primary's current write position (text), read after a commit: a replica whose
+        replayed position covers it has that commit."""
+
+    async def replay_position(self, raw: Any) -> str | None:
+        """How far a replica has replayed (text), or None if it is not a replica."""
+
+    def position_covers(self, replayed: str, wanted: str) -> bool:
+        """Pure: whether `replayed` includes `wanted`; ValueError for a malformed position."""
+
+    async def replica_lag(self, raw: Any) -> float | None:
+        """Seconds a replica is behind its primary, as the replica alone can tell, or None."""
+
+    def readonly_session_sql(self) -> list[str]:
+        """Statements that make a session read-only on the server, so that a write sent to a
+        replica fails before it does anything."""

@@ -27,6 +27,7 @@ from .base import (
     ExecuteResult,
     Failure,
     RawRow,
+    ServerRole,
     TransactionOptions,
 )
 
@@ -37,6 +38,9 @@ _ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommi
 # SQLSTATEs (and classes) that mean the session is gone. Class 08 is "connection exception".
 _DISCONNECT_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03", "53300"})
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
+# read_only_sql_transaction: a write on a standby or in a read-only session (routing re-runs
+# it on the primary; failover starts a rediscovery of roles)
+_READ_ONLY_STATE = "25006"
 _CLASS_KIND = {
     "08": ErrorKind.DISCONNECT,
     "22": ErrorKind.DATA,
@@ -201,6 +205,35 @@ class PostgresBackend:
             sql += " READ ONLY"
         return [sql]
 
+    # -- replica routing ------------------------------------------------------------------
+
+    async def server_role(self, raw: Any) -> ServerRole:
+        standby = await raw.fetchval("SELECT pg_is_in_recovery()")
+        return ServerRole("replica" if standby else "primary")
+
+    async def write_position(self, raw: Any) -> str:
+        # the insert position, not pg_current_wal_lsn(): with synchronous_commit=off the
+        # latter may not cover a commit that just returned
+        return str(await raw.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+
+    async def replay_position(self, raw: Any) -> str | None:
+        value = await raw.fetchval("SELECT pg_last_wal_replay_lsn()::text")
+        return None if value is None else str(value)
+
+    def position_covers(self, replayed: str, wanted: str) -> bool:
+        return parse_lsn(replayed) >= parse_lsn(wanted)
+
+    async def replica_lag(self, raw: Any) -> float | None:
+        # 0 when everything received is replayed, else the age of the last replayed commit
+        value = await raw.fetchval(
+            "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END::float8"
+        )
+        return None if value is None else max(0.0, float(value))
+
+    def readonly_session_sql(self) -> list[str]:
+        return ["SET default_transaction_read_only = on"]
+
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
 
@@ -229,6 +262,8 @@ class PostgresBackend:
 
 
 def _state_kind(state: str) -> ErrorKind:
+    if state == _READ_ONLY_STATE:
+        return ErrorKind.READ_ONLY
     if state in _DISCONNECT_STATES:
         return ErrorKind.DISCONNECT
     if state in _CONFLICT_STATES:
@@ -240,9 +275,20 @@ def _state_scope(state: str) -> ErrorScope:
     # Any error inside a PostgreSQL transaction aborts the innermost level (the transaction or
     # the savepoint); disconnects and conflicts lose the whole transaction.
     kind = _state_kind(state)
-    if kind is ErrorKind.DISCONNECT or kind is ErrorKind.CONFLICT:
+    if kind in (ErrorKind.DISCONNECT, ErrorKind.CONFLICT, ErrorKind.READ_ONLY):
         return ErrorScope.TRANSACTION
     return ErrorScope.SAVEPOINT
+
+
+def parse_lsn(text: str) -> int:
+    """A PostgreSQL LSN (`16/B374D848`) as a number; ValueError if it is not one."""
+    high, sep, low = text.partition("/")
+    if not sep or not (0 < len(high) <= 8 and 0 < len(low) <= 8):
+        raise ValueError(f"not a PostgreSQL WAL position: {text!r}")
+    try:
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        raise ValueError(f"not a PostgreSQL WAL position: {text!r}") from None
 
 
 def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]:
