@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import _required
 
-from asyncdb import Database, InterfaceError, ReadOnlyError
+from asyncdb import CommitOutcomeUnknownError, Database, InterfaceError, ReadOnlyError
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,3 +279,156 @@ async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str)
         await _until(lambda: events.states()[-1] == "usable")
         assert db.pool_stats()["hosts"][standby]["lag"] <= 0.5
         assert await asyncio.create_task(read_elsewhere(), context=fresh) == pair.standby
+
+
+# -- failover --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def failover_pair(pair: Pair) -> AsyncIterator[Pair]:
+    """The pair, made anew afterwards: these tests promote the standby."""
+    try:
+        yield pair
+    finally:
+        await asyncio.to_thread(replicas_sh, "reset")
+
+
+async def test_failover_under_concurrent_transactions(failover_pair: Pair) -> None:
+    pair = failover_pair
+    async with Database(pair.primary_url) as plain:
+        await plain.execute("DROP TABLE IF EXISTS f")
+        await plain.execute("CREATE TABLE f (k INTEGER PRIMARY KEY, port INTEGER)")
+    db = Database(pair.url(standby_first=False), replicas="auto", max_size=20)
+    await db.connect()
+    events = Events(db)
+    commits: list[float] = []
+    unknown: list[int] = []
+    failed: list[tuple[int, BaseException]] = []
+
+    @db.transaction(retry=5, reconnect="backoff")
+    async def insert(k: int) -> None:
+        await db.execute("INSERT INTO f (k, port) VALUES (:k, inet_server_port())", {"k": k})
+
+    async def worker(w: int) -> None:
+        for i in range(6):
+            k = w * 100 + i
+            try:
+                await insert(k)
+            except CommitOutcomeUnknownError:  # may have committed: checked below
+                unknown.append(k)
+                continue
+            except Exception as exc:
+                failed.append((k, exc))
+                continue
+            commits.append(time.monotonic())
+            await asyncio.sleep(0.05)
+
+    try:
+        workers = [asyncio.create_task(worker(w)) for w in range(100)]
+        await _until(lambda: len(commits) >= 100, 60)
+        stopped = time.monotonic()
+        await asyncio.to_thread(replicas_sh, "promote")
+        await asyncio.gather(*workers)
+        after = [t for t in commits if t > stopped]
+        pause = after[0] - stopped if after else float("inf")
+        print(f"\nfailover: first commit {pause:.3f}s after the primary began to stop")
+        assert not failed, failed[:3]
+        rows = await db.fetch_all("SELECT k, port FROM f")
+        keys = [row["k"] for row in rows]
+        assert len(keys) == len(set(keys))  # nothing applied twice (and a primary key says so)
+        expected = {w * 100 + i for w in range(100) for i in range(6)} - set(unknown)
+        assert expected <= set(keys)  # nothing lost
+        assert set(keys) - expected <= set(unknown)
+        assert db.pool_stats()["primary"] == f"127.0.0.1:{pair.standby}"
+        assert any(
+            e == "role_change" and d["role"] == "primary" and d["host"].endswith(str(pair.standby))
+            for e, d in events.seen
+        )
+        assert pause < 60  # measured and printed; the goal (< 1 s) is not asserted
+    finally:
+        await db.disconnect()
+
+
+async def test_connection_held_on_the_standby_is_reclassified(failover_pair: Pair) -> None:
+    pair = failover_pair
+    async with Database(pair.url(), replicas="auto") as db:
+        assert db._router is not None
+        db._router.monitor_interval = 0.2
+        events = Events(db)
+        async with db.connection(role="replica") as held:
+            assert await held.fetch_val(PORT) == pair.standby
+            await asyncio.to_thread(replicas_sh, "promote")
+            await _until(lambda: db.pool_stats()["primary"] == f"127.0.0.1:{pair.standby}")
+            # still the same session, still read-only: a write there is refused, not run
+            with pytest.raises(ReadOnlyError):
+                await held.execute("CREATE TABLE never (x int)")
+        assert (
+            "role_change",
+            {
+                "backend": "postgresql",
+                "host": f"127.0.0.1:{pair.standby}",
+                "role": "primary",
+                "previous": "replica",
+            },
+        ) in events.seen
+        # writes now go to the promoted server; with no replica left, reads too
+        await db.execute("CREATE TABLE IF NOT EXISTS g (x int)")
+        assert await db.connection(role="primary").fetch_val(PORT) == pair.standby
+        assert await asyncio.create_task(db.fetch_val(PORT)) == pair.standby
+        assert "no_replica" in events.reasons()
+        hosts = db.pool_stats()["hosts"]
+        assert hosts[f"127.0.0.1:{pair.primary}"]["state"] == "down"
+
+
+async def test_old_primary_rejoined_as_standby_and_listed_first(failover_pair: Pair) -> None:
+    pair = failover_pair
+    db = Database(pair.url(standby_first=False), replicas="auto")
+    await db.connect()
+    try:
+        assert db._router is not None
+        db._router.monitor_interval = 3600  # nobody looks until a write fails
+        events = Events(db)
+        await db.execute("CREATE TABLE IF NOT EXISTS h (port int)")
+        await asyncio.to_thread(replicas_sh, "promote")
+        await asyncio.to_thread(replicas_sh, "rejoin")
+        errors: list[str] = []
+
+        @db.transaction(retry=3)
+        async def write() -> int:
+            try:
+                await db.execute("INSERT INTO h VALUES (inet_server_port())")
+            except ReadOnlyError as exc:
+                errors.append(str(exc.sqlstate))
+                raise
+            return int(await db.fetch_val(PORT))
+
+        assert await write() == pair.standby
+        assert errors[:1] == ["25006"] or errors == []  # 25006, or a dead line found first
+        assert db.pool_stats()["primary"] == f"127.0.0.1:{pair.standby}"
+        await _until(
+            lambda: db.pool_stats()["hosts"][f"127.0.0.1:{pair.primary}"]["role"] == "replica"
+        )
+        assert any(e == "role_change" and d["role"] == "primary" for e, d in events.seen)
+    finally:
+        await db.disconnect()
+
+
+async def test_a_first_host_that_never_answers_is_skipped(pair: Pair) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts TCP, never says a word
+    try:
+        port = silent.getsockname()[1]
+        url = pair.url().replace("@127.0.0.1:", f"@127.0.0.1:{port},127.0.0.1:", 1)
+        started = time.monotonic()
+        async with Database(url, replicas="auto", connect_timeout=1) as db:
+            assert await db.connection(role="primary").fetch_val(PORT) == pair.primary
+            assert await db.fetch_val(PORT) == pair.standby
+            took = time.monotonic() - started
+            host = db.pool_stats()["hosts"][f"127.0.0.1:{port}"]
+            assert host["role"] is None and host["state"] == "down"
+        assert took < 30  # one connect timeout (1 s), not a hang
+    finally:
+        silent.close()
