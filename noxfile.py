@@ -1,6 +1,7 @@
 """Developer sessions: `nox -s tests lint typecheck demo bench soak`.
 
-`tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh); it is
+`tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh, and a
+PostgreSQL primary + standby through scripts/replicas.sh); it is
 what scripts/test.sh runs, inside a nox virtualenv instead of .venv.
 """
 
@@ -15,10 +16,14 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+_SERVER_SCRIPTS = ("scripts/servers.sh", "scripts/replicas.sh")
+
+
 def _server_env() -> dict[str, str]:
-    out = subprocess.run(
-        ["bash", "scripts/servers.sh", "start"], check=True, capture_output=True, text=True
-    ).stdout
+    out = "".join(
+        subprocess.run(["bash", script, "start"], check=True, capture_output=True, text=True).stdout
+        for script in _SERVER_SCRIPTS
+    )
     env = {}
     for line in out.splitlines():
         if line.startswith("export "):
@@ -37,7 +42,8 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *session.posargs, env=env)
     finally:
         if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
-            subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)
+            for script in _SERVER_SCRIPTS:
+                subprocess.run(["bash", script, "stop"], check=False)
 
 
 @nox.session
@@ -81,4 +87,5 @@ def soak(session: nox.Session) -> None:
         session.run("python", "-m", "tests.soak.run", *session.posargs, env=env)
     finally:
         if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
-            subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)
+            for script in _SERVER_SCRIPTS:
+                subprocess.run(["bash", script, "stop"], check=False)

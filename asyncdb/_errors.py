@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._exceptions import (
+    CommitOutcomeUnknownError,
     ConflictError,
     DatabaseError,
     DataError,
@@ -28,6 +29,7 @@ _ERROR_CLASSES: dict[ErrorKind, type[DatabaseError]] = {
     ErrorKind.OPERATIONAL: OperationalError,
     ErrorKind.INTERFACE: InterfaceError,
     ErrorKind.READ_ONLY: ReadOnlyError,
+    ErrorKind.OUTCOME_UNKNOWN: CommitOutcomeUnknownError,
 }
 
 

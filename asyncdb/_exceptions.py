@@ -6,7 +6,7 @@
   x OperationalError            the environment; a retry may help
     + DisconnectionError        the connection is gone; it was discarded, never reused
       - CommitOutcomeUnknownError  the connection died while COMMIT was in flight
-      - ReadOnlyError           a write reached a read-only server (a replica, a demoted primary)
+      - ReadOnlyError           the server refused a write: a replica, or a demoted primary
     + ConflictError             serialization failure, deadlock, lock timeout: retry it all
     + PoolTimeout               no connection became free in time
     + QueryTimeoutError         a query ran longer than its timeout; it was cancelled on the server
@@ -83,9 +83,7 @@ class CommitOutcomeUnknownError(DisconnectionError):
 
 
 class ReadOnlyError(DisconnectionError):
-    """A write reached a server that only reads: a replica, or a primary demoted by a
-    failover. Nothing was written. A subclass of DisconnectionError, so that a transaction's
-    `retry=` runs the work again, on the new primary once roles are rediscovered."""
+    "The server refused a write because it is (now) read-only: a replica, or a demoted primary."
 
 
 class ConflictError(OperationalError):

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ._backoff import Backoff, Retry
 from ._compile import Compiled, Compiler
@@ -31,7 +31,7 @@ from ._hooks import Hooks
 from ._pool import OnConnect, Pool, PooledConnection
 from ._url import DatabaseURL
 from .backends import create_backend
-from .backends.base import Backend, ReplicaBackend
+from .backends.base import Backend
 
 __all__ = ["REPLICA_METHODS", "RolePool", "RoutedConnection", "Router", "parse_replicas"]
 
@@ -79,7 +79,7 @@ def _bad(value: Any) -> list[str]:
 class Node:
     """One server: its pool, its role as last seen, and (for a replica) its lag."""
 
-    def __init__(self, url: DatabaseURL, backend: ReplicaBackend) -> None:
+    def __init__(self, url: DatabaseURL, backend: Backend) -> None:
         self.url = url
         self.backend = backend
         host, port = url.hosts[0] if url.hosts else ("localhost", None)
@@ -118,7 +118,7 @@ class Router:
         for node_url in urls:
             options = dict(backend_options)
             backend = create_backend(node_url, options)
-            self.nodes.append(Node(node_url, cast(ReplicaBackend, backend)))
+            self.nodes.append(Node(node_url, backend))
         self.key = tuple(node.name for node in self.nodes)
         self.backend = self.nodes[0].backend
         self.hooks: Hooks = pool_options["hooks"]
@@ -527,7 +527,7 @@ class Router:
 Checkout = tuple["Node", Pool, PooledConnection]
 
 
-def _later(backend: ReplicaBackend, current: str | None, new: str) -> str:
+def _later(backend: Backend, current: str | None, new: str) -> str:
     if current is None or not backend.position_covers(current, new):
         return new
     return current

@@ -7,6 +7,8 @@
 #   scripts/replicas.sh reset    throw the pair away and make a fresh one (about 1.5 s)
 #   scripts/replicas.sh promote  stop the current primary, promote the standby
 #   scripts/replicas.sh rejoin   rewind the stopped old primary and start it as a standby
+#   scripts/replicas.sh split    promote the standby and leave the primary running (two
+#                                primaries: a split brain; `reset` afterwards)
 #   scripts/replicas.sh pause    pause WAL replay on the standby (deterministic lag)
 #   scripts/replicas.sh resume   resume it
 #   scripts/replicas.sh env      print the export lines
@@ -139,7 +141,8 @@ rejoin)
     pg_start "$old" "$(port_of "$old")"
     log "$old rejoined as a standby of $new"
     ;;
+split) as_pg "$(bindir)/pg_ctl" -D "$BASE/$(standby)" -w promote >/dev/null; log "two primaries" ;;
 pause) psql_on "$(port_of "$(standby)")" "SELECT pg_wal_replay_pause()" >/dev/null ;;
 resume) psql_on "$(port_of "$(standby)")" "SELECT pg_wal_replay_resume()" >/dev/null ;;
-*) die "usage: $0 start|stop|reset|promote|rejoin|pause|resume|env" ;;
+*) die "usage: $0 start|stop|reset|promote|rejoin|split|pause|resume|env" ;;
 esac

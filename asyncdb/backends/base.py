@@ -65,7 +65,8 @@ class ErrorKind(enum.Enum):
     DATA = "data"
     OPERATIONAL = "operational"
     INTERFACE = "interface"
-    READ_ONLY = "read_only"  # a write on a read-only server or session (a replica)
+    READ_ONLY = "read_only"  # the server (or the session) refuses writes: replica, demoted
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the server cannot say whether the commit happened
 
 
 class ErrorScope(enum.IntEnum):
@@ -96,12 +97,15 @@ class TransactionOptions:
 
 @dataclass(frozen=True, slots=True)
 class ServerRole:
-    """What one server is, for replica routing: `role` "primary" (takes writes) or
-    "replica"; `ready` False while it cannot serve yet; `cluster` the id of a multi-primary
-    cluster it belongs to (None on PostgreSQL)."""
+    """What a server is in its replication topology, read from the server itself.
+
+    `role`: "primary" (accepts writes) or "replica" (replays another server's writes).
+    `ready`: it can serve now (a replica's replication is running; a cluster node is synced).
+    `cluster`: an identifier shared by every node of one multi-primary cluster, else None.
+    """
 
     role: str
-    ready: bool = True
+    ready: bool
     cluster: str | None = None
 
 
@@ -199,27 +203,28 @@ class Backend(Protocol):
         """The same lock, for a transaction that did not take it at BEGIN: taken before its
         first write statement, so readers never wait in line behind writers."""
 
-
-class ReplicaBackend(Backend, Protocol):
-    """What a backend adds for primary/replica routing (PostgreSQL, MariaDB). A backend
-    without these methods refuses `replicas=`."""
+    # -- replication (network backends; routing between a primary and its replicas) -------
 
     async def server_role(self, raw: Any) -> ServerRole:
-        """Ask the server whether it is a primary or a replica."""
+        """Ask the server what it is now: primary or replica, ready or not."""
 
     async def write_position(self, raw: Any) -> str:
-        """The primary's current write position (text), read after a commit: a replica whose
-        replayed position covers it has that commit."""
+        """The position of the last write this session committed (or the server's latest),
+        in the form `replay_position` and `position_covers` understand."""
 
     async def replay_position(self, raw: Any) -> str | None:
-        """How far a replica has replayed (text), or None if it is not a replica."""
+        """How far a replica has replayed its primary's writes; None on a primary."""
 
     def position_covers(self, replayed: str, wanted: str) -> bool:
-        """Pure: whether `replayed` includes `wanted`; ValueError for a malformed position."""
+        """Tell (pure) whether a replica that replayed up to `replayed` has every write up to
+        `wanted`: the test behind read-your-writes."""
 
     async def replica_lag(self, raw: Any) -> float | None:
-        """Seconds a replica is behind its primary, as the replica alone can tell, or None."""
+        """Seconds a replica is behind its primary, as the server estimates it; None when
+        it is not a replica or does not know (replication stopped)."""
 
     def readonly_session_sql(self) -> list[str]:
-        """Statements that make a session read-only on the server, so that a write sent to a
-        replica fails before it does anything."""
+        """Statements that make a session refuse writes, even for a privileged login."""
+
+    async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait on the server until it has replayed `wanted`; False after `timeout` s."""

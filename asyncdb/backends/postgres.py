@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -209,7 +210,7 @@ class PostgresBackend:
 
     async def server_role(self, raw: Any) -> ServerRole:
         standby = await raw.fetchval("SELECT pg_is_in_recovery()")
-        return ServerRole("replica" if standby else "primary")
+        return ServerRole("replica" if standby else "primary", ready=True)
 
     async def write_position(self, raw: Any) -> str:
         # the insert position, not pg_current_wal_lsn(): with synchronous_commit=off the
@@ -233,6 +234,20 @@ class PostgresBackend:
 
     def readonly_session_sql(self) -> list[str]:
         return ["SET default_transaction_read_only = on"]
+
+    async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
+        # PostgreSQL 15 has no server-side wait for a replay position: ask until it is there
+        deadline = asyncio.get_running_loop().time() + timeout
+        pause = 0.002
+        while True:
+            replayed = await self.replay_position(raw)
+            if replayed is not None and self.position_covers(replayed, wanted):
+                return True
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
