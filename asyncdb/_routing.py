@@ -133,6 +133,7 @@ class Router:
         self.primary: Node | None = None
         self.split_brain = False
         self.fallbacks = 0
+        self.rediscoveries = 0  # started by a failure (not counting the monitor's rounds)
         self._history: deque[tuple[float, str]] = deque(maxlen=_HISTORY)
         self._refreshing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -172,7 +173,8 @@ class Router:
 
     def stats(self) -> dict[str, Any]:
         """Summed pool counters, plus `hosts` (role, state, lag and counters of each host),
-        `primary` (its name or None) and `fallbacks` (reads sent to the primary instead)."""
+        `primary` (its name or None), `fallbacks` (reads sent to the primary instead) and
+        `rediscoveries` (of roles, started by a failure)."""
         hosts = {node.name: node.describe() for node in self.nodes}
         totals: dict[str, Any] = {}
         for described in hosts.values():
@@ -183,6 +185,7 @@ class Router:
             hosts=hosts,
             primary=self.primary.name if self.primary is not None else None,
             fallbacks=self.fallbacks,
+            rediscoveries=self.rediscoveries,
         )
         return totals
 
@@ -220,9 +223,8 @@ class Router:
         backoff: Backoff | None = None
         while True:
             node = await self.primary_node(reconnect)
-            pool = self._pool(node)
             try:
-                return node, pool, await pool.acquire("fail_fast")
+                return await self._checkout(node)
             except DisconnectionError:
                 self.suspect(node, lost=True)
                 if reconnect != "backoff":
@@ -253,9 +255,8 @@ class Router:
                 or (n.replayed is not None and backend.position_covers(n.replayed, wanted))
             ]
             for node in ready:
-                pool = self._pool(node)
                 with contextlib.suppress(DisconnectionError):
-                    return node, pool, await pool.acquire("fail_fast")
+                    return await self._checkout(node)
                 self._lost(node)
             return await self._fallback("no_replica", reconnect)
         deadline = time.monotonic() + self.read_your_writes_wait
@@ -275,9 +276,8 @@ class Router:
         """A connection to `node` if it has replayed `wanted` (asked on that connection)."""
         if node.state != "usable":
             return None
-        pool = self._pool(node)
         try:
-            conn = await pool.acquire("fail_fast")
+            _, pool, conn = await self._checkout(node)
         except DisconnectionError:
             self._lost(node)
             return None
@@ -293,6 +293,21 @@ class Router:
                 return node, pool, conn
         pool.release(conn)
         return None
+
+    async def _checkout(self, node: Node) -> Checkout:
+        """A connection from the node's pool, opened at most once (the router, not the
+        pool, decides where to reconnect)."""
+        pool = self._pool(node)
+        try:
+            return node, pool, await pool.acquire("fail_fast")
+        except InterfaceError:
+            if not pool._closed or self._closed:
+                raise
+            # the host changed roles while we waited in its pool's line: choose again
+            raise DisconnectionError(
+                f"{node.name} changed role while waiting for a connection",
+                backend=self.backend.name,
+            ) from None
 
     async def _fallback(self, reason: str, reconnect: str | None) -> Checkout:
         self.fallbacks += 1
@@ -397,8 +412,11 @@ class Router:
         rediscovery (a read-only primary is not used meanwhile)."""
         if read_only and node is not None and node is self.primary:
             self.primary = None
-        if not self._closed:
-            self._spawn_refresh()
+        if self._closed:
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self.rediscoveries += 1
+        self._spawn_refresh()
 
     async def refresh(self) -> None:
         """Rediscover roles now, or wait for the rediscovery already running."""

@@ -332,10 +332,13 @@ async def test_failover_under_concurrent_transactions(failover_pair: Pair) -> No
         await asyncio.gather(*workers)
         times = sorted(t for t in commits if t > stopped - 1)
         pause = max(b - a for a, b in itertools.pairwise(times))
+        rediscoveries = db.pool_stats()["rediscoveries"]
         print(
             f"\nfailover: longest pause between two commits {pause:.3f}s; "
-            f"{len(commits)} commits, {len(unknown)} outcomes unknown"
+            f"{len(commits)} commits, {len(unknown)} outcomes unknown, "
+            f"{rediscoveries} rediscoveries"
         )
+        assert 1 <= rediscoveries < 50  # shared by the tasks that noticed, not one each
         assert not failed, failed[:3]
         rows = await db.fetch_all("SELECT k, port FROM f")
         keys = [row["k"] for row in rows]
