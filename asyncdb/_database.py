@@ -446,6 +446,7 @@ class Database:
         # the pool abandons what it inherited without touching it.
         self._generation = fork_generation()
         self._connections = weakref.WeakKeyDictionary()
+        self._replica_connections = weakref.WeakKeyDictionary()
         self._global_connection = self._global_transaction = None
         if self._pool is not None:
             self._pool._check_fork()

@@ -28,7 +28,7 @@ from ._compile import Compiled, Compiler
 from ._connection import Connection
 from ._exceptions import DisconnectionError, InterfaceError, ReadOnlyError
 from ._hooks import Hooks
-from ._pool import OnConnect, Pool, PooledConnection
+from ._pool import _ABANDONED, OnConnect, Pool, PooledConnection, fork_generation
 from ._url import DatabaseURL
 from .backends import create_backend
 from .backends.base import Backend
@@ -152,7 +152,32 @@ class Router:
                 "no host answered: " + ", ".join(node.name for node in self.nodes),
                 backend=self.backend.name,
             )
-        self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if self._monitor is None and not self._closed:
+            self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
+
+    async def _open_lazily(self) -> None:
+        """A router made in a forked child is opened by its first checkout."""
+        await self.refresh()
+        self._start_monitor()
+
+    def abandon(self) -> None:
+        """In a forked child: every connection (pools and monitor) and task belongs to the
+        parent; let them go without any I/O, and keep them referenced so that no finalizer
+        touches the parent's sockets."""
+        for node in self.nodes:
+            if node.pool is not None:
+                node.pool._check_fork()
+            raw, node.monitor_raw = node.monitor_raw, None
+            if raw is not None:
+                node.backend.abandon(raw)
+                _ABANDONED.append(raw)
+        _ABANDONED.extend([self._monitor, self._refreshing, *self._retiring])
+        self._monitor = self._refreshing = None
+        self._retiring = set()
+        self._closed = True
 
     async def close(self) -> None:
         self._closed = True
@@ -196,6 +221,10 @@ class Router:
         up: once with fail_fast, until reconnect_timeout with backoff."""
         if self.primary is not None:
             return self.primary
+        if self._monitor is None:
+            await self._open_lazily()
+            if self.primary is not None:
+                return self.primary
         backoff = Backoff(self.reconnect_timeout, _FAILOVER_POLICY)
         while True:
             await self.refresh()
@@ -239,6 +268,8 @@ class Router:
     async def acquire_replica(self, reconnect: str | None) -> Checkout:
         """A connection to a usable replica that has this context's writes, waiting up to
         read_your_writes_wait for one; else one to the primary (and a routing_fallback)."""
+        if self._monitor is None:
+            await self._open_lazily()
         wanted = _POSITIONS.get().get(self.key)
         replicas = [n for n in self.nodes if n.role == "replica" and n.state == "usable"]
         random.shuffle(replicas)
@@ -580,6 +611,12 @@ class RolePool(Pool):
 
     def stats(self) -> dict[str, Any]:
         return self.router.stats()
+
+    def _check_fork(self) -> None:
+        forked = self._generation != fork_generation()
+        super()._check_fork()
+        if forked and self.role == "primary":
+            self.router.abandon()
 
     async def acquire(self, reconnect: str | None = None) -> PooledConnection:
         reconnect = reconnect or self.reconnect

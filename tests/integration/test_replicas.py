@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import itertools
 import os
 import subprocess
@@ -453,3 +454,39 @@ async def test_writes_are_refused_while_two_hosts_claim_to_be_primary(
         await _until(lambda: db.pool_stats()["primary"] is None)
         with pytest.raises(ReadOnlyError, match="more than one host claims to be the primary"):
             await db.execute("CREATE TABLE IF NOT EXISTS never (x int)")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads alive
+async def test_a_forked_child_routes_on_its_own_connections(pair: Pair, table: str) -> None:
+    async with Database(pair.url(), replicas="auto") as db:
+        assert await db.fetch_val(PORT) == pair.standby  # the parent has pools and a monitor
+
+        def child() -> int:
+            asyncio.events._set_running_loop(None)  # the parent's running loop came along
+
+            async def work() -> tuple[Any, ...]:
+                await db.execute("INSERT INTO r (note) VALUES ('child')")
+                seen = (
+                    await db.fetch_val("SELECT note FROM r"),
+                    await asyncio.create_task(db.fetch_val(PORT), context=contextvars.Context()),
+                )
+                await db.disconnect()
+                gc.collect()  # what the child dropped must not close the parent's sockets
+                return seen
+
+            try:
+                seen = asyncio.run(work())
+                return 0 if seen == ("child", pair.standby) else 2
+            except BaseException as exc:  # never let the child run the parent's pytest
+                print("child failed:", repr(exc), flush=True)
+                return 1
+
+        pid = os.fork()
+        if pid == 0:
+            os._exit(child())
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # the parent's connections were not touched by the child
+        assert await db.fetch_val(PORT) == pair.standby
+        await db.execute("INSERT INTO r (note) VALUES ('parent')")
+        assert await db.fetch_val("SELECT count(*) FROM r") == 2
