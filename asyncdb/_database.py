@@ -473,6 +473,11 @@ def _routing_options(
             f"replicas= is not supported on {backend.name}: its backend cannot tell a primary "
             "from a replica"
         )
+    if "target_session_attrs" in backend_options:
+        raise InterfaceError(
+            "target_session_attrs does not apply with replicas=: asyncdb asks each host its "
+            "role and routes to it"
+        )
     for replica in replicas:
         if DatabaseURL(replica).dialect != backend.url.dialect:
             raise InterfaceError(

@@ -664,6 +664,22 @@ class RoutedConnection(Connection):
         self._role_pool = pool
         self._router = pool.router
         self.role = pool.role
+        # optional backend method: the role the server reported on a connection, no I/O
+        self._reported_role: Callable[[Any], str | None] | None = getattr(
+            self._router.backend, "reported_role", None
+        )
+
+    async def _call(
+        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
+    ) -> T:
+        result = await super()._call(raw, op, args, limit)
+        if self.role == "replica" and self._reported_role is not None:
+            if self._reported_role(raw) == "primary":
+                # a replica connection whose server stopped being a standby (promoted)
+                node = self._role_pool.node_of(self._pooled)
+                if node is not None and node.role == "replica":
+                    self._router.suspect(node)
+        return result
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f" {self.role}>"

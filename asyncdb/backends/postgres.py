@@ -235,6 +235,15 @@ class PostgresBackend:
     def readonly_session_sql(self) -> list[str]:
         return ["SET default_transaction_read_only = on"]
 
+    def reported_role(self, raw: Any) -> str | None:
+        """The role the server last reported on this connection, without I/O: PostgreSQL
+        14+ reports `in_hot_standby` when it changes (after the next statement once a
+        standby is promoted). None when the server does not report it."""
+        value = getattr(raw.get_settings(), "in_hot_standby", None)
+        if value is None:
+            return None
+        return "replica" if value == "on" else "primary"
+
     async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
         # PostgreSQL 15 has no server-side wait for a replay position: ask until it is there
         deadline = asyncio.get_running_loop().time() + timeout

@@ -361,12 +361,14 @@ async def test_connection_held_on_the_standby_is_reclassified(failover_pair: Pai
     pair = failover_pair
     async with Database(pair.url(), replicas="auto") as db:
         assert db._router is not None
-        db._router.monitor_interval = 0.2
+        db._router.monitor_interval = 3600  # the connection itself must notice
         events = Events(db)
         async with db.connection(role="replica") as held:
             assert await held.fetch_val(PORT) == pair.standby
             await asyncio.to_thread(replicas_sh, "promote")
+            assert await held.fetch_val(PORT) == pair.standby  # it reports the promotion
             await _until(lambda: db.pool_stats()["primary"] == f"127.0.0.1:{pair.standby}")
+            assert db.pool_stats()["rediscoveries"] == 1
             # still the same session, still read-only: a write there is refused, not run
             with pytest.raises(ReadOnlyError):
                 await held.execute("CREATE TABLE never (x int)")

@@ -83,5 +83,7 @@ def test_replicas_option() -> None:
     router = _router()
     assert [node.name for node in router.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
     assert "secret" not in repr(router.nodes[0].url)
+    with pytest.raises(InterfaceError, match="target_session_attrs does not apply"):
+        Database(URL + "?target_session_attrs=read-write", replicas="auto")
     with pytest.raises(InterfaceError, match="not a postgresql URL"):
         Database(URL, replicas=["mysql://h/db"])
