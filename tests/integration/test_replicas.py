@@ -492,3 +492,20 @@ async def test_a_forked_child_routes_on_its_own_connections(pair: Pair, table: s
         assert await db.fetch_val(PORT) == pair.standby
         await db.execute("INSERT INTO r (note) VALUES ('parent')")
         assert await db.fetch_val("SELECT count(*) FROM r") == 2
+
+
+async def test_a_write_in_a_readonly_transaction_is_not_retried(pair: Pair, table: str) -> None:
+    attempts = 0
+    for url, options in ((pair.primary_url, {}), (pair.url(), {"replicas": "auto"})):
+        async with Database(url, **options) as db:
+
+            @db.transaction(readonly=True, retry=5)
+            async def write() -> None:
+                nonlocal attempts
+                attempts += 1
+                await db.execute("INSERT INTO r (note) VALUES ('no')")
+
+            with pytest.raises(ReadOnlyError) as caught:
+                await write()
+            assert caught.value.sqlstate == "25006"
+    assert attempts == 2  # once per database: refused, not run again
