@@ -708,10 +708,11 @@ class RoutedConnection(Connection):
         query: Compiled | None = None,
         timeout: Any = None,  # noqa: ASYNC109 (Connection._run's own parameter)
     ) -> T:
-        result = await super()._run(
-            op, *args, check_failed=check_failed, query=query, timeout=timeout
-        )
-        if query is not None and query.write and not self._levels and self.role == "primary":
+        run = super()._run
+        if query is None or not query.write or self._levels or self.role != "primary":
+            return await run(op, *args, check_failed=check_failed, query=query, timeout=timeout)
+        async with self:  # the position is read in the same session (per session on MariaDB)
+            result = await run(op, *args, check_failed=check_failed, query=query, timeout=timeout)
             await self._note_write()
         return result
 
