@@ -483,7 +483,8 @@ class Router:
             if role == "replica":
                 self._update_lag(node, position, now)
             elif role is None:
-                self._set_state(node, "down", None)
+                if node.state != "down":
+                    self._set_state(node, "down", None)
             else:
                 node.lag, node.state = None, "usable"
         self.split_brain = len(primaries) > 1
@@ -506,10 +507,12 @@ class Router:
                 if node.monitor_raw is None or backend.is_closed(node.monitor_raw):
                     node.monitor_raw = await backend.connect()
                 raw = node.monitor_raw
-                role = (await backend.server_role(raw)).role
-                if role == "primary":
-                    return role, await backend.write_position(raw)
-                return role, await backend.replay_position(raw)
+                found = await backend.server_role(raw)
+                if found.role == "primary":
+                    return found.role, await backend.write_position(raw)
+                if not found.ready:  # a replica not replicating now: its lag is not known
+                    return found.role, None
+                return found.role, await backend.replay_position(raw)
         except asyncio.CancelledError:
             self._drop_monitor_raw(node)
             raise
