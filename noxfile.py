@@ -1,7 +1,8 @@
 """Developer sessions: `nox -s tests lint typecheck demo bench soak docs`.
 
-`tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh, and MariaDB
-replicas and a Galera cluster through scripts/replicas-mysql.sh); it is
+`tests` needs root (it starts PostgreSQL and MariaDB through scripts/servers.sh, a
+PostgreSQL primary + standby through scripts/replicas.sh, and a MariaDB primary + replica
+and a Galera cluster through scripts/replicas-mysql.sh); it is
 what scripts/test.sh runs, inside a nox virtualenv instead of .venv.
 """
 
@@ -16,7 +17,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 
-_SERVER_SCRIPTS = ("scripts/servers.sh", "scripts/replicas-mysql.sh")
+_SERVER_SCRIPTS = ("scripts/servers.sh", "scripts/replicas.sh", "scripts/replicas-mysql.sh")
 
 
 def _server_env() -> dict[str, str]:

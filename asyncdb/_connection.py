@@ -733,6 +733,7 @@ class Connection:
         """The error for a statement (or COMMIT) in a transaction that has failed."""
         cause = self._failed[1] if self._failed is not None else None
         lost = isinstance(cause, DisconnectionError) or not isinstance(cause, Exception)
+        lost = lost and not isinstance(cause, ReadOnlyError)  # refused, the line is fine
         if committing:
             what = "cannot commit: the connection was lost" if lost else "cannot commit"
             message = f"{what}; an earlier statement failed, so the transaction was rolled back"

@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any
 
 from ._compile import Compiler, Query
 from ._connection import UNSET, Connection, Timeout, _Unset
-from ._exceptions import InterfaceError
+from ._context import transaction_stack
+from ._exceptions import InterfaceError, ReadOnlyError
 from ._hooks import Hook, Hooks
 from ._listen import Listener
 from ._pool import RESET_MODES, OnConnect, Pool, check_options, check_timeout, fork_generation
 from ._records import Record
+from ._routing import REPLICA_METHODS, RolePool, RoutedConnection, Router, parse_replicas
 from ._transaction import Transaction
 from ._url import DatabaseURL
 from .backends import create_backend
@@ -67,6 +77,12 @@ class Database:
     connection inside a transaction that is rolled back at `disconnect()` (for tests).
     Queries are logged at DEBUG on the `asyncdb.query` logger, without their parameters
     unless `log_parameters=True`; `add_hook()` registers callbacks for metrics and tracing.
+
+    **Replicas** (PostgreSQL): `replicas="auto"` (every host of the URL, whichever is
+    primary) or a list of replica URLs routes reads outside a transaction to a replica and
+    everything else to the primary; `max_replica_lag` (seconds, default 1) and
+    `read_your_writes_wait` (seconds, default 0.2). See `connection(role=...)`,
+    `consistency_token()` and `consistent_with()`.
     """
 
     def __init__(
@@ -83,6 +99,8 @@ class Database:
         self._hooks = Hooks()
         merged: dict[str, Any] = {**self.url.options, **options}
         pool_options = {k: merged.pop(k) for k in list(merged) if k in _POOL_OPTIONS}
+        routing = {k: merged.pop(k) for k in list(merged) if k in _ROUTING_OPTIONS}
+        backend_options = dict(merged)
         self._backend = create_backend(self.url, merged)
         if self._backend.record_class is not None:
             Record.register(self._backend.record_class)  # isinstance(row, asyncdb.Record)
@@ -110,6 +128,14 @@ class Database:
         self._global_transaction: Transaction | None = None
         self._generation = fork_generation()
         self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
+        self._routing = _routing_options(routing, self._backend, backend_options)
+        self._router: Router | None = None
+        self._routed = False  # replicas= given and not force_rollback: reads go to replicas
+        self._replica_pool: RolePool | None = None
+        self._replica_connections: weakref.WeakKeyDictionary[asyncio.Task[Any], Connection] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pinned: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -139,6 +165,7 @@ class Database:
         pool = self._new_pool()
         await pool.open()
         self._pool = pool
+        self._routed = self._router is not None and not self._force_rollback
         if self._force_rollback:
             try:
                 connection = Connection(pool, self._compiler)
@@ -156,7 +183,23 @@ class Database:
         if self._force_rollback:
             # force_rollback shares one connection on purpose: nothing to reset between tasks.
             options["reset"] = "never"
+        if self._routing is not None:
+            return self._new_router(options)
         return Pool(self._backend, **options)
+
+    def _new_router(self, options: dict[str, Any]) -> Pool:
+        replicas, backend_options, max_lag, wait = self._routing  # type: ignore[misc]
+        router = Router(
+            self.url,
+            backend_options,
+            replicas,
+            options,
+            max_replica_lag=max_lag,
+            read_your_writes_wait=wait,
+        )
+        self._router = router
+        self._replica_pool = RolePool(router, "replica", **options)
+        return RolePool(router, "primary", **options)
 
     async def disconnect(self) -> None:
         """Roll back force_rollback's transaction and close the pool. Idempotent.
@@ -178,6 +221,8 @@ class Database:
             self._connections = weakref.WeakKeyDictionary()
             for listener in list(self._listeners):
                 listener._shutdown()  # their loops end; their connections close
+            self._replica_connections = weakref.WeakKeyDictionary()
+            self._routed = False
             await pool.close()
 
     async def __aenter__(self) -> Database:
@@ -194,8 +239,16 @@ class Database:
 
     # -- connections and transactions ----------------------------------------------------
 
-    def connection(self) -> Connection:
-        """The current task's connection (the shared one with force_rollback)."""
+    def connection(self, role: str | None = None) -> Connection:
+        """The current task's connection (the shared one with force_rollback).
+
+        With replicas, `role="primary"` (the default) or `role="replica"` picks which of the
+        task's two connections: a replica connection reads from a replica whose data is
+        recent enough (or from the primary when none is), and is read-only on the server."""
+        if role is not None and role not in ("primary", "replica"):
+            raise InterfaceError(f'role must be "primary" or "replica", got {role!r}')
+        if role == "replica" and self._routed:
+            return self._task_connection(self._replica_connections, self._replica_pool)
         self._check_fork()
         if self._pool is None:
             raise InterfaceError("the database is not connected; call 'await db.connect()' first")
@@ -206,8 +259,87 @@ class Database:
             raise InterfaceError("asyncdb must be used from inside an asyncio task")
         connection = self._connections.get(task)
         if connection is None:
+            if self._routed:
+                return self._task_connection(self._connections, self._pool)
             connection = self._connections[task] = Connection(self._pool, self._compiler)
         return connection
+
+    def _task_connection(
+        self, connections: weakref.WeakKeyDictionary[asyncio.Task[Any], Connection], pool: Any
+    ) -> Connection:
+        task = asyncio.current_task()
+        if task is None:
+            raise InterfaceError("asyncdb must be used from inside an asyncio task")
+        connection = connections.get(task)
+        if connection is None:
+            connection = connections[task] = RoutedConnection(pool, self._compiler)
+        return connection
+
+    def _reader(self) -> Connection:
+        """Where a read goes with replicas: the transaction's connection inside one (or the
+        primary connection a task holds with `async with`), else the task's replica
+        connection (unless a write misrouted to a replica pinned the task to the primary)."""
+        primary = self.connection()
+        replica = self.connection(role="replica")
+        if transaction_stack(replica):
+            return replica
+        if transaction_stack(primary) or primary._pooled is not None:
+            return primary
+        task = asyncio.current_task()
+        return primary if task in self._pinned else replica
+
+    def _writer(self) -> Connection:
+        replica = self.connection(role="replica")
+        return replica if transaction_stack(replica) else self.connection()
+
+    def _transaction_connection(self, readonly: bool) -> Connection:
+        replica = self.connection(role="replica")
+        if transaction_stack(replica):
+            return replica  # savepoints of a read-only transaction stay on its replica
+        primary = self.connection()
+        if not readonly or transaction_stack(primary) or asyncio.current_task() in self._pinned:
+            return primary
+        return replica
+
+    async def _read(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a read on the connection `_reader` picks; a write sent there by mistake fails
+        on the read-only replica before it does anything, and runs once more on the
+        primary, where this task then stays."""
+        connection = self._reader()
+        if connection is not self._replica_connections.get(asyncio.current_task()):  # type: ignore[arg-type]
+            return await method(connection, *args, **kwargs)
+        try:
+            return await method(connection, *args, **kwargs)
+        except ReadOnlyError:
+            if transaction_stack(connection):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                self._pinned.add(task)
+            assert self._router is not None
+            self._router.note_misrouted_write()
+            return await method(self.connection(), *args, **kwargs)
+
+    def consistency_token(self) -> str:
+        """A token for the writes this context made (empty if none): hand it to a later
+        request (a cookie, a header) and read with `consistent_with(token)` there, so that it
+        sees those writes even on a replica."""
+        if self._router is None:
+            return ""
+        return self._router.token()
+
+    @contextlib.asynccontextmanager
+    async def consistent_with(self, token: str) -> AsyncIterator[None]:
+        """Inside the block, reads see at least the writes `token` stands for: from a
+        replica that has them (waiting up to `read_your_writes_wait`), else from the
+        primary. A malformed token raises InterfaceError."""
+        if self._router is None:
+            if not isinstance(token, str):
+                raise InterfaceError("a consistency token is a str")
+            yield
+            return
+        async with self._router.consistent_with(token):
+            yield
 
     def transaction(self, *, force_rollback: bool = False, **options: Any) -> Transaction:
         """A transaction on the calling task's connection (resolved when it starts, so one
@@ -218,7 +350,15 @@ class Database:
         this transaction's checkout; `retry` (a number of attempts or an `asyncdb.Retry`),
         decorator form only, re-runs the function after a ConflictError or a disconnect that
         happened before COMMIT was sent, never after CommitOutcomeUnknownError."""
-        transaction = Transaction(self.connection, force_rollback=force_rollback, **options)
+        resolve: Callable[[], Connection] = self.connection
+        if self._routed:
+            readonly = bool(options.get("readonly"))
+
+            def resolve_routed() -> Connection:
+                return self._transaction_connection(readonly)
+
+            resolve = resolve_routed
+        transaction = Transaction(resolve, force_rollback=force_rollback, **options)
         self._backend.begin_sql(transaction._options)  # a bad isolation name fails here, not later
         return transaction
 
@@ -231,9 +371,10 @@ class Database:
     def remove_hook(self, event: str, callback: Hook) -> None:
         self._hooks.remove(event, callback)
 
-    def pool_stats(self) -> dict[str, int]:
+    def pool_stats(self) -> dict[str, Any]:
         """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, recovered,
-        resets, requests."""
+        resets, requests. With replicas, the sums over all hosts plus `hosts` (each host's
+        role, state, lag in seconds and counters), `primary` and `fallbacks`."""
         if self._pool is None:
             raise InterfaceError("the database is not connected")
         return self._pool.stats()
@@ -247,12 +388,16 @@ class Database:
         self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> list[Record]:
         """Run a query and return all its rows."""
+        if self._routed:
+            return await self._read(Connection.fetch_all, query, values, timeout=timeout)  # type: ignore[no-any-return]
         return await self.connection().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
         self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> Record | None:
         """Run a query and return its first row, or None."""
+        if self._routed:
+            return await self._read(Connection.fetch_one, query, values, timeout=timeout)  # type: ignore[no-any-return]
         return await self.connection().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
@@ -264,24 +409,35 @@ class Database:
         timeout: Timeout = UNSET,
     ) -> Any:
         """Run a query and return one value of its first row."""
+        if self._routed:
+            return await self._read(
+                Connection.fetch_val, query, values, column=column, timeout=timeout
+            )
         return await self.connection().fetch_val(query, values, column=column, timeout=timeout)
 
     async def execute(
         self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> Any:
         """Run a statement; see `Connection.execute` for the return value."""
+        if self._routed:
+            return await self._writer().execute(query, values, timeout=timeout)
         return await self.connection().execute(query, values, timeout=timeout)
 
     async def execute_result(
         self, query: Query, values: Mapping[str, Any] | None = None, *, timeout: Timeout = UNSET
     ) -> ExecuteResult:
         """Run a statement; see `Connection.execute_result`."""
+        if self._routed:
+            return await self._writer().execute_result(query, values, timeout=timeout)
         return await self.connection().execute_result(query, values, timeout=timeout)
 
     async def execute_many(
         self, query: Query, values: Sequence[Mapping[str, Any]], *, timeout: Timeout = UNSET
     ) -> None:
         """Run a statement once per mapping in `values`."""
+        if self._routed:
+            await self._writer().execute_many(query, values, timeout=timeout)
+            return
         await self.connection().execute_many(query, values, timeout=timeout)
 
     def iterate(
@@ -291,6 +447,8 @@ class Database:
         `timeout` bounds each fetch of a batch of rows, not the whole iteration.
 
         Returns the connection's own iterator: no second generator between rows and caller."""
+        if self._routed:
+            return self._reader().iterate(query, values, timeout=timeout)
         return self.connection().iterate(query, values, timeout=timeout)
 
     # -- PostgreSQL: LISTEN/NOTIFY and COPY -----------------------------------------------------
@@ -393,10 +551,54 @@ class Database:
         # the pool abandons what it inherited without touching it.
         self._generation = fork_generation()
         self._connections = weakref.WeakKeyDictionary()
+        self._replica_connections = weakref.WeakKeyDictionary()
         self._global_connection = self._global_transaction = None
         if self._pool is not None:
             self._pool._check_fork()
             self._pool = self._new_pool()
+
+
+_ROUTING_OPTIONS = ("replicas", "max_replica_lag", "read_your_writes_wait")
+RoutingOptions = tuple[list[str], dict[str, Any], float, float]
+
+
+def _routing_options(
+    given: dict[str, Any], backend: Backend, backend_options: dict[str, Any]
+) -> RoutingOptions | None:
+    """Check replicas=, max_replica_lag= and read_your_writes_wait= at Database()."""
+    replicas = parse_replicas(given.get("replicas"))
+    if replicas is None:
+        extra = sorted(set(given) - {"replicas"})
+        if extra:
+            raise InterfaceError(f"{', '.join(extra)} only apply with replicas=")
+        return None
+    missing = [name for name in REPLICA_METHODS if not hasattr(backend, name)]
+    if missing:
+        raise InterfaceError(
+            f"replicas= is not supported on {backend.name}: its backend cannot tell a primary "
+            "from a replica"
+        )
+    if "target_session_attrs" in backend_options:
+        raise InterfaceError(
+            "target_session_attrs does not apply with replicas=: asyncdb asks each host its "
+            "role and routes to it"
+        )
+    for replica in replicas:
+        if DatabaseURL(replica).dialect != backend.url.dialect:
+            raise InterfaceError(
+                f"replica {DatabaseURL(replica)} is not a {backend.url.dialect} URL like the "
+                "database's"
+            )
+    max_lag = _seconds("max_replica_lag", given.get("max_replica_lag", 1.0))
+    wait = _seconds("read_your_writes_wait", given.get("read_your_writes_wait", 0.2), zero=True)
+    return replicas, backend_options, max_lag, wait
+
+
+def _seconds(name: str, value: Any, *, zero: bool = False) -> float:
+    seconds = float(_number(name, value, float))
+    if not seconds >= 0 or (seconds == 0 and not zero) or seconds == float("inf"):
+        raise InterfaceError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _pool_options(given: dict[str, Any], backend: Backend) -> dict[str, Any]:

@@ -51,7 +51,7 @@ __all__ = ["EVENTS", "Hook", "Hooks"]
 
 logger = logging.getLogger("asyncdb")
 
-EVENTS = (
+EVENTS: tuple[str, ...] = (
     "query_start",
     "query_end",
     "connect",
@@ -62,6 +62,11 @@ EVENTS = (
     "transaction_start",
     "transaction_end",
 )
+# With replicas= (asyncdb._routing): `routing_fallback` (backend, reason: "no_replica",
+# "read_your_writes" or "write_on_replica": work sent to the primary instead of a replica),
+# `replica_state` (backend, host, state: "usable", "lagging" or "down", lag in seconds or
+# None), `role_change` (backend, host, role: "primary", "replica" or None, previous).
+EVENTS += ("routing_fallback", "replica_state", "role_change")
 Hook = Callable[[str, dict[str, Any]], None]
 
 

@@ -19,6 +19,7 @@ from ._exceptions import (
     ConflictError,
     DisconnectionError,
     InterfaceError,
+    ReadOnlyError,
     Rollback,
 )
 from ._hooks import Hooks
@@ -145,6 +146,8 @@ class Transaction:
             except (ConflictError, DisconnectionError) as exc:
                 if attempt >= retry.attempts:
                     raise
+                if isinstance(exc, ReadOnlyError) and self._options.readonly:
+                    raise  # a write in a transaction opened read-only: it would fail again
                 delay = retry.delay(attempt)
                 logger.info(
                     "transaction attempt %d failed (%s); retry in %.3fs", attempt, exc, delay

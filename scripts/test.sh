@@ -28,9 +28,10 @@ fi
     || { echo "test: dependencies failed to install" >&2; exit 1; }
 
 eval "$(bash scripts/servers.sh start)"
+eval "$(bash scripts/replicas.sh start)"        # PostgreSQL primary + standby
 eval "$(bash scripts/replicas-mysql.sh start)"  # MariaDB primary + replica, Galera (~15 s)
 if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
-    trap 'bash scripts/servers.sh stop; bash scripts/replicas-mysql.sh stop' EXIT
+    trap 'bash scripts/replicas.sh stop; bash scripts/replicas-mysql.sh stop; bash scripts/servers.sh stop' EXIT
 fi
 
 export ASYNCDB_REQUIRE_ALL_BACKENDS=1

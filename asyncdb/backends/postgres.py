@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from .base import (
     ExecuteResult,
     Failure,
     RawRow,
+    ServerRole,
     TransactionOptions,
 )
 
@@ -40,6 +42,9 @@ _ISOLATION = ("read_committed", "repeatable_read", "serializable", "read_uncommi
 # SQLSTATEs (and classes) that mean the session is gone. Class 08 is "connection exception".
 _DISCONNECT_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03", "53300"})
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
+# read_only_sql_transaction: a write on a standby or in a read-only session (routing re-runs
+# it on the primary; failover starts a rediscovery of roles)
+_READ_ONLY_STATE = "25006"
 _CLASS_KIND = {
     "08": ErrorKind.DISCONNECT,
     "22": ErrorKind.DATA,
@@ -209,6 +214,58 @@ class PostgresBackend:
             sql += " READ ONLY"
         return [sql]
 
+    # -- replica routing ------------------------------------------------------------------
+
+    async def server_role(self, raw: Any) -> ServerRole:
+        standby = await raw.fetchval("SELECT pg_is_in_recovery()")
+        return ServerRole("replica" if standby else "primary", ready=True)
+
+    async def write_position(self, raw: Any) -> str:
+        # the insert position, not pg_current_wal_lsn(): with synchronous_commit=off the
+        # latter may not cover a commit that just returned
+        return str(await raw.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+
+    async def replay_position(self, raw: Any) -> str | None:
+        value = await raw.fetchval("SELECT pg_last_wal_replay_lsn()::text")
+        return None if value is None else str(value)
+
+    def position_covers(self, replayed: str, wanted: str) -> bool:
+        return parse_lsn(replayed) >= parse_lsn(wanted)
+
+    async def replica_lag(self, raw: Any) -> float | None:
+        # 0 when everything received is replayed, else the age of the last replayed commit
+        value = await raw.fetchval(
+            "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END::float8"
+        )
+        return None if value is None else max(0.0, float(value))
+
+    def readonly_session_sql(self) -> list[str]:
+        return ["SET default_transaction_read_only = on"]
+
+    def reported_role(self, raw: Any) -> str | None:
+        """The role the server last reported on this connection, without I/O: PostgreSQL
+        14+ reports `in_hot_standby` when it changes (after the next statement once a
+        standby is promoted). None when the server does not report it."""
+        value = getattr(raw.get_settings(), "in_hot_standby", None)
+        if value is None:
+            return None
+        return "replica" if value == "on" else "primary"
+
+    async def wait_for_position(self, raw: Any, wanted: str, timeout: float) -> bool:  # noqa: ASYNC109
+        # PostgreSQL 15 has no server-side wait for a replay position: ask until it is there
+        deadline = asyncio.get_running_loop().time() + timeout
+        pause = 0.002
+        while True:
+            replayed = await self.replay_position(raw)
+            if replayed is not None and self.position_covers(replayed, wanted):
+                return True
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+
     def transaction_gate(self, options: TransactionOptions) -> None:
         return None  # the server orders concurrent writers itself
 
@@ -326,6 +383,8 @@ class PostgresBackend:
 def _state_kind(state: str) -> ErrorKind:
     if state in OUTCOME_UNKNOWN_STATES:
         return ErrorKind.OUTCOME_UNKNOWN
+    if state == _READ_ONLY_STATE:
+        return ErrorKind.READ_ONLY
     if state in _DISCONNECT_STATES:
         return ErrorKind.DISCONNECT
     if state in _CONFLICT_STATES:
@@ -337,9 +396,25 @@ def _state_scope(state: str) -> ErrorScope:
     # Any error inside a PostgreSQL transaction aborts the innermost level (the transaction or
     # the savepoint); disconnects and conflicts lose the whole transaction.
     kind = _state_kind(state)
-    if kind in (ErrorKind.DISCONNECT, ErrorKind.CONFLICT, ErrorKind.OUTCOME_UNKNOWN):
+    if kind in (
+        ErrorKind.DISCONNECT,
+        ErrorKind.CONFLICT,
+        ErrorKind.READ_ONLY,
+        ErrorKind.OUTCOME_UNKNOWN,
+    ):
         return ErrorScope.TRANSACTION
     return ErrorScope.SAVEPOINT
+
+
+def parse_lsn(text: str) -> int:
+    """A PostgreSQL LSN (`16/B374D848`) as a number; ValueError if it is not one."""
+    high, sep, low = text.partition("/")
+    if not sep or not (0 < len(high) <= 8 and 0 < len(low) <= 8):
+        raise ValueError(f"not a PostgreSQL WAL position: {text!r}")
+    try:
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        raise ValueError(f"not a PostgreSQL WAL position: {text!r}") from None
 
 
 def _connect_kwargs(url: DatabaseURL, options: dict[str, Any]) -> dict[str, Any]:

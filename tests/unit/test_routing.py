@@ -1,0 +1,89 @@
+"""Pure logic of replica routing: WAL positions, the consistency token, option parsing."""
+
+from __future__ import annotations
+
+import contextvars
+
+import pytest
+
+from asyncdb import Database, InterfaceError
+from asyncdb._hooks import Hooks
+from asyncdb._routing import Router, parse_replicas
+from asyncdb._url import DatabaseURL
+from asyncdb.backends.postgres import parse_lsn
+
+URL = "postgresql://u:secret@127.0.0.1:1,127.0.0.1:2/db"
+
+
+def _router() -> Router:
+    return Router(
+        DatabaseURL(URL),
+        {},
+        [],
+        {"hooks": Hooks()},
+        max_replica_lag=1.0,
+        read_your_writes_wait=0.2,
+    )
+
+
+def test_lsn_parsing_and_covering() -> None:
+    assert parse_lsn("0/3000148") == 0x3000148
+    assert parse_lsn("16/B374D848") == (0x16 << 32) | 0xB374D848
+    backend = _router().backend
+    assert backend.position_covers("1/0", "0/FFFFFFFF")
+    assert backend.position_covers("0/10", "0/10")
+    assert not backend.position_covers("0/F", "0/10")
+    for bad in ("", "0", "/1", "1/", "x/1", "0/1/2", "123456789/0"):
+        with pytest.raises(ValueError, match="not a PostgreSQL WAL position"):
+            parse_lsn(bad)
+
+
+def test_position_only_grows_and_is_per_context() -> None:
+    router = _router()
+
+    def run() -> list[str]:
+        seen = [router.token()]
+        router.advance("0/20")
+        seen.append(router.token())
+        router.advance("0/10")  # an older position never replaces a newer one
+        seen.append(router.token())
+        child = contextvars.copy_context()
+        child.run(router.advance, "0/30")  # a child's write does not reach its parent
+        seen.append(router.token())
+        seen.append(child.run(router.token))
+        return seen
+
+    assert contextvars.copy_context().run(run) == [
+        "",
+        "postgresql:0/20",
+        "postgresql:0/20",
+        "postgresql:0/20",
+        "postgresql:0/30",
+    ]
+    assert router.token() == ""  # nothing leaked into this context
+
+
+def test_token_parsing() -> None:
+    router = _router()
+    assert router.parse_token("postgresql:0/3000148") == "0/3000148"
+    assert router.parse_token("") is None
+    for bad in ("0/1", "mysql:0/1", "postgresql:nope", "postgresql:0/1:2"):
+        with pytest.raises(InterfaceError, match="malformed consistency token"):
+            router.parse_token(bad)
+    with pytest.raises(InterfaceError, match="is a str"):
+        router.parse_token(3)  # type: ignore[arg-type]
+
+
+def test_replicas_option() -> None:
+    assert parse_replicas(None) is None
+    assert parse_replicas("auto") == []
+    assert parse_replicas(["postgresql://h/db"]) == ["postgresql://h/db"]
+    with pytest.raises(InterfaceError, match="replicas must be"):
+        parse_replicas("yes")
+    router = _router()
+    assert [node.name for node in router.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert "secret" not in repr(router.nodes[0].url)
+    with pytest.raises(InterfaceError, match="target_session_attrs does not apply"):
+        Database(URL + "?target_session_attrs=read-write", replicas="auto")
+    with pytest.raises(InterfaceError, match="not a postgresql URL"):
+        Database(URL, replicas=["mysql://h/db"])
