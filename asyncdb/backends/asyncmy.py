@@ -29,14 +29,15 @@ class AsyncmyBackend(MySQLBackend):
 
     def _driver_load(self) -> None:
         asyncmy = import_driver("asyncmy", "asyncmy")
+        cursors = import_driver("asyncmy.cursors", "asyncmy")
         self._err = import_driver("asyncmy.errors", "asyncmy")
         self._client = import_driver("asyncmy.constants.CLIENT", "asyncmy")
         self.dialect = sa_asyncmy.dialect()
         self._connection_class = _quiet_connection(asyncmy)
         # asyncmy's own classes: a subclass would lose their C fast paths (they test
         # `type(cursor) is Cursor`). Warnings are silenced on the connection instead.
-        self._cursor = asyncmy.cursors.Cursor
-        self._stream_cursor = asyncmy.cursors.SSCursor
+        self._cursor = cursors.Cursor
+        self._stream_cursor = cursors.SSCursor
 
     def _driver_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         if "db" in kwargs:
