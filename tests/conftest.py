@@ -19,6 +19,7 @@ import importlib.util
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,15 @@ def active_backend_ids() -> list[str]:
         ident
         for ident, family, driver in BACKEND_IDS
         if (family == "sqlite" or family in server_urls()) and _installed(driver)
+    ]
+
+
+def driver_params(family: str) -> list[Any]:
+    """pytest params (driver, id=backend id) for a fixture of one family's own tests."""
+    return [
+        pytest.param(driver, id=ident, marks=[getattr(pytest.mark, d) for d in (driver,) if d])
+        for ident, fam, driver in BACKEND_IDS
+        if fam == family and ident in active_backend_ids()
     ]
 
 

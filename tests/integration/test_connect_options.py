@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import backends, server_urls
+from conftest import backends, driver_params, server_urls, with_driver
 
 from asyncdb import Database, DatabaseURL, DisconnectionError, InterfaceError
 
@@ -50,10 +50,10 @@ async def silent() -> AsyncIterator[tuple[SilentServer, int]]:
 
 @backends("postgresql", "mysql")
 async def test_connect_timeout_bounds_the_handshake(
-    backend: str, silent: tuple[SilentServer, int]
+    backend: str, driver: str, silent: tuple[SilentServer, int]
 ) -> None:
     handler, port = silent
-    url = f"{backend}://user:s3cr3t-pw@127.0.0.1:{port}/db"
+    url = with_driver(f"{backend}://user:s3cr3t-pw@127.0.0.1:{port}/db", driver)
     db = Database(url, connect_timeout=1)
     started = time.monotonic()
     with pytest.raises(DisconnectionError) as info:
@@ -97,12 +97,12 @@ def pg_url() -> str:
     return url
 
 
-@pytest.fixture
-def mysql_url() -> str:
+@pytest.fixture(params=driver_params("mysql"))
+def mysql_url(request: pytest.FixtureRequest) -> str:
     url = server_urls().get("mysql")
     if url is None:
         pytest.skip("no MySQL server configured")
-    return url
+    return with_driver(url, request.param)
 
 
 @pytest.mark.postgresql
