@@ -6,7 +6,6 @@ tests/integration/test_mysql_hardening.py and test_classify.py."""
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
