@@ -5,6 +5,10 @@ behind the same PyMySQL-shaped API and error classes, so only the driver adapter
 the connection keeps its socket in an asyncio transport of its own, exposes `connect()` and
 `_decoders` instead of `_connect()` and `decoders`, and reports "closed" with `connected`.
 Classification, cancellation (KILL QUERY), session reset and streaming are MySQLBackend's.
+
+One thing asyncmy lacks is added here: flow control. Its protocol copies whatever the socket
+delivers into one growing buffer and never pauses reading, so an unbuffered cursor whose
+consumer is slower than the server would end up holding the whole result in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from .mysql import MySQLBackend
 __all__ = ["AsyncmyBackend"]
 
 _FIELD_TYPE_JSON = 245  # MySQL's JSON column type; MariaDB reports LONGTEXT instead
+# Unread bytes after which the socket stops being read until the rows are consumed. Small:
+# asyncmy turns every row already buffered into Python objects at once, about ten times their
+# size on the wire. Reading resumes as soon as the reader needs more bytes.
+_HIGH_WATER = 1 << 16
 
 
 class AsyncmyBackend(MySQLBackend):
@@ -34,6 +42,7 @@ class AsyncmyBackend(MySQLBackend):
         self._client = import_driver("asyncmy.constants.CLIENT", "asyncmy")
         self.dialect = sa_asyncmy.dialect()
         self._connection_class = _quiet_connection(asyncmy)
+        self._protocol_class = _flow_controlled(import_driver("asyncmy.connection", "asyncmy"))
         # asyncmy's own classes: a subclass would lose their C fast paths (they test
         # `type(cursor) is Cursor`). Warnings are silenced on the connection instead.
         self._cursor = cursors.Cursor
@@ -51,6 +60,9 @@ class AsyncmyBackend(MySQLBackend):
         # asyncmy closes its transport on every failure, cancellation included, and names
         # the OSError in its "Can't connect" message itself.
         await raw.connect()
+        # The same object, made to pause reading at the high-water mark (no new state, so
+        # switching the class of the live protocol is safe; after TLS it is the final one).
+        raw._proto.__class__ = self._protocol_class
         return raw
 
     def _driver_decode_json(self, raw: Any) -> None:
@@ -75,4 +87,26 @@ def _quiet_connection(asyncmy: Any) -> type:
         return None
 
     cls: type = type("Connection", (asyncmy.Connection,), {"show_warnings": show_warnings})
+    return cls
+
+
+def _flow_controlled(connection: Any) -> type:
+    """asyncmy's protocol, pausing the transport while `_HIGH_WATER` bytes wait unread and
+    resuming it whenever the reader has to wait for more (so it can never wait forever)."""
+    base: Any = connection._MySQLProtocol
+
+    def buffer_updated(self: Any, nbytes: int) -> None:
+        base.buffer_updated(self, nbytes)
+        transport = self.transport
+        if transport is not None and self.length - self.pos > _HIGH_WATER:
+            transport.pause_reading()
+
+    async def wait_for_data(self: Any, need: int) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.resume_reading()  # a no-op unless paused
+        await base.wait_for_data(self, need)
+
+    body = {"buffer_updated": buffer_updated, "wait_for_data": wait_for_data}
+    cls: type = type("FlowControlledProtocol", (base,), body)
     return cls
