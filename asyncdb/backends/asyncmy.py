@@ -53,7 +53,7 @@ class AsyncmyBackend(MySQLBackend):
             kwargs["database"] = kwargs.pop("db")  # asyncmy's `db` is a deprecated alias
         return kwargs
 
-    async def _driver_handshake(self) -> Any:
+    async def _open(self) -> Any:
         raw = self._connection_class(**self._connect_kwargs)
         if not self._multi_statements:
             raw._client_flag &= ~self._client.MULTI_STATEMENTS

@@ -2,7 +2,8 @@
 
 The backend is written once for the MySQL protocol; what differs between client libraries
 (module names, how a connection is built and handshaken, where its socket lives, its decoder
-table, its cursor classes) sits in the few `_driver_*` methods, which asyncmy.py overrides.
+table, its cursor classes) sits in `_open` and the few `_driver_*` methods, which asyncmy.py
+overrides.
 """
 
 from __future__ import annotations
@@ -132,8 +133,10 @@ class MySQLBackend:
         """Rename the neutral connect arguments to the driver's own names."""
         return kwargs
 
-    async def _driver_handshake(self) -> Any:
-        """Build a connection without MULTI_STATEMENTS (unless asked for) and log in."""
+    async def _open(self) -> Any:
+        """Both drivers always ask for CLIENT.MULTI_STATEMENTS, so that an injection reaching
+        a query string could append statements (`SELECT 1; DROP TABLE t`): the connection is
+        built by hand and the flag cleared before the handshake unless asked for."""
         raw = self._aiomysql.Connection(**self._connect_kwargs)
         if not self._multi_statements:
             raw.client_flag &= ~self._client.MULTI_STATEMENTS
@@ -201,12 +204,6 @@ class MySQLBackend:
                 else ""
             )
         )
-
-    async def _open(self) -> Any:
-        """Both drivers always ask for CLIENT.MULTI_STATEMENTS, so that an injection reaching
-        a query string could append statements (`SELECT 1; DROP TABLE t`): the connection is
-        built by hand and the flag cleared before the handshake unless asked for."""
-        return await self._driver_handshake()
 
     async def close(self, raw: Any) -> None:
         await raw.ensure_closed()
