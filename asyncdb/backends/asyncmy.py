@@ -28,6 +28,7 @@ _FIELD_TYPE_JSON = 245  # MySQL's JSON column type; MariaDB reports LONGTEXT ins
 # asyncmy turns every row already buffered into Python objects at once, about ten times their
 # size on the wire. Reading resumes as soon as the reader needs more bytes.
 _HIGH_WATER = 1 << 16
+_MAX_DRIVER_TIMEOUT = 31_536_000.0  # asyncmy's upper bound for connect_timeout (a year)
 
 
 class AsyncmyBackend(MySQLBackend):
@@ -54,7 +55,10 @@ class AsyncmyBackend(MySQLBackend):
         return kwargs
 
     async def _open(self) -> Any:
-        raw = self._connection_class(**self._connect_kwargs)
+        # asyncmy refuses a connect timeout over a year; the whole connect is bounded by
+        # connect_within with the real value anyway.
+        timeout = min(self._connect_kwargs["connect_timeout"], _MAX_DRIVER_TIMEOUT)
+        raw = self._connection_class(**{**self._connect_kwargs, "connect_timeout": timeout})
         if not self._multi_statements:
             raw._client_flag &= ~self._client.MULTI_STATEMENTS
         # asyncmy closes its transport on every failure, cancellation included, and names

@@ -84,6 +84,12 @@ async def test_connect_timeout_is_accepted_everywhere(db_url: str) -> None:
         assert await db.fetch_val("SELECT 1") == 1
 
 
+async def test_a_huge_connect_timeout_is_accepted(db_url: str) -> None:
+    """asyncmy refuses a timeout over a year with a ValueError of its own: never seen."""
+    async with Database(db_url, connect_timeout=10**9) as db:
+        assert await db.fetch_val("SELECT 1") == 1
+
+
 def _with(url: str, **params: str) -> str:
     parsed = DatabaseURL(url)
     return str(parsed.replace(options={**parsed.options, **params}).render(hide_password=False))
