@@ -80,7 +80,10 @@ class AsyncmyBackend(MySQLBackend):
         raw._connected = False
 
     def is_closed(self, raw: Any) -> bool:
-        return not raw.connected
+        # asyncmy's protocol keeps reading while the connection is idle (aiomysql does not),
+        # so a session the server ended (KILL, wait_timeout, restart) is known at checkout,
+        # as on asyncpg: the pool replaces it without a ping, and a COMMIT is never sent on it.
+        return not raw.connected or bool(raw._stream_broken)
 
 
 def _quiet_connection(asyncmy: Any) -> type:
