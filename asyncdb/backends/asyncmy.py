@@ -3,7 +3,8 @@
 asyncmy parses the protocol in Cython (several times faster than aiomysql on large results)
 behind the same PyMySQL-shaped API and error classes, so only the driver adapter differs:
 the connection keeps its socket in an asyncio transport of its own, exposes `connect()` and
-`_decoders` instead of `_connect()` and `decoders`, and reports "closed" with `connected`.
+`_decoders` instead of `_connect()` and `decoders`, and knows it is closed (`connected`,
+`_stream_broken`) even while idle, since its protocol keeps reading.
 Classification, cancellation (KILL QUERY), session reset and streaming are MySQLBackend's.
 
 One thing asyncmy lacks is added here: flow control. Its protocol copies whatever the socket
