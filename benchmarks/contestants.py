@@ -263,6 +263,7 @@ class RawMySQL(RawContestant):
             "autocommit": True,
         }
         self.aiomysql = aiomysql
+        self.ss_cursor = aiomysql.SSCursor
         self.pool = await aiomysql.create_pool(minsize=POOL, maxsize=POOL, **kw)
         self.held_conn = await aiomysql.connect(**kw)
 
@@ -315,7 +316,7 @@ class RawMySQL(RawContestant):
 
     async def iterate(self, sql: str = MANY) -> int:
         n = 0
-        async with self.conn() as conn, conn.cursor(self.aiomysql.SSCursor) as cur:
+        async with self.conn() as conn, conn.cursor(self.ss_cursor) as cur:
             await cur.execute(sql)
             while rows := await cur.fetchmany(1000):
                 n += len(rows)
@@ -384,9 +385,68 @@ class RawSQLite(RawContestant):
 RAW = {"postgresql": RawPostgres, "mysql": RawMySQL, "sqlite": RawSQLite}
 
 
+# -- MySQL through asyncmy (Cython) as well as aiomysql ------------------------------------
+
+
+def _asyncmy_url(url: str) -> str:
+    return "mysql+asyncmy://" + url.split("://", 1)[1]
+
+
+class RawAsyncmy(RawMySQL):
+    """asyncmy itself: the same PyMySQL-shaped API as aiomysql, so RawMySQL's workloads."""
+
+    def __init__(self, held: bool) -> None:
+        super().__init__(held)
+        self.name = "raw asyncmy (held)" if held else "raw asyncmy (pool)"
+
+    async def start(self, url: str) -> None:
+        import asyncmy
+        from asyncmy.cursors import SSCursor
+
+        from asyncdb import DatabaseURL
+
+        u = DatabaseURL(url)
+        kw = {
+            "host": u.hostname,
+            "port": u.port,
+            "user": u.username,
+            "password": u.password,
+            "database": u.database,
+            "autocommit": True,
+        }
+        self.ss_cursor = SSCursor
+        self.pool = await asyncmy.create_pool(minsize=POOL, maxsize=POOL, **kw)
+        self.held_conn = await asyncmy.connect(**kw)
+
+
+class AsyncdbAsyncmyContestant(AsyncdbContestant):
+    name = "asyncdb asyncmy"
+
+    async def start(self, url: str) -> None:
+        await super().start(_asyncmy_url(url))
+
+
+class DatabasesAsyncmyContestant(DatabasesContestant):
+    name = "databases asyncmy"
+
+    async def start(self, url: str) -> None:
+        await super().start(_asyncmy_url(url))
+
+
+class SQLAlchemyAsyncmyContestant(SQLAlchemyContestant):
+    name = "sqlalchemy asyncmy"
+
+    async def start(self, url: str) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        await super().start(url)
+        await self.engine.dispose()
+        self.engine = create_async_engine(_asyncmy_url(url), pool_size=POOL, max_overflow=0)
+
+
 def contestants(backend: str) -> list[Contestant]:
     raw = RAW[backend]
-    return [
+    players = [
         raw(held=False),
         raw(held=True),
         AsyncdbContestant(),
@@ -394,3 +454,12 @@ def contestants(backend: str) -> list[Contestant]:
         DatabasesContestant(),
         SQLAlchemyContestant(),
     ]
+    if backend == "mysql":
+        players += [
+            RawAsyncmy(held=False),
+            RawAsyncmy(held=True),
+            AsyncdbAsyncmyContestant(),
+            DatabasesAsyncmyContestant(),
+            SQLAlchemyAsyncmyContestant(),
+        ]
+    return players

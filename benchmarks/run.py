@@ -205,7 +205,7 @@ def summarize(backend: str, result: dict[str, Any], rounds: int) -> tuple[str, d
 
 def machine() -> str:
     versions = []
-    for package in ("asyncpg", "aiomysql", "aiosqlite", "SQLAlchemy", "databases"):
+    for package in ("asyncpg", "aiomysql", "asyncmy", "aiosqlite", "SQLAlchemy", "databases"):
         try:
             versions.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:

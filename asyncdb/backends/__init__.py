@@ -17,6 +17,9 @@ _BACKENDS = {
     ("mysql", ""): "mysql:MySQLBackend",
     ("mysql", "aiomysql"): "mysql:MySQLBackend",
     ("mariadb", ""): "mysql:MySQLBackend",
+    ("mariadb", "aiomysql"): "mysql:MySQLBackend",
+    ("mysql", "asyncmy"): "asyncmy:AsyncmyBackend",
+    ("mariadb", "asyncmy"): "asyncmy:AsyncmyBackend",
     ("sqlite", ""): "sqlite:SQLiteBackend",
     ("sqlite", "aiosqlite"): "sqlite:SQLiteBackend",
 }

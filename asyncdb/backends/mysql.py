@@ -1,4 +1,10 @@
-"""MySQL and MariaDB through aiomysql (PyMySQL's protocol and exceptions)."""
+"""MySQL and MariaDB through aiomysql (PyMySQL's protocol and exceptions).
+
+The backend is written once for the MySQL protocol; what differs between client libraries
+(module names, how a connection is built and handshaken, where its socket lives, its decoder
+table, its cursor classes) sits in `_open` and the few `_driver_*` methods, which asyncmy.py
+overrides.
+"""
 
 from __future__ import annotations
 
@@ -105,32 +111,81 @@ class MySQLBackend:
     """aiomysql connections in autocommit mode; transactions use START TRANSACTION."""
 
     name: ClassVar[str] = "mysql"
+    driver: ClassVar[str] = "aiomysql"
     record_class = None
     is_memory = False
     can_recover: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
-        self._aiomysql = import_driver("aiomysql", "mysql")
-        self._err = import_driver("pymysql.err", "mysql")
-        self._client = import_driver("pymysql.constants.CLIENT", "mysql")
+        self._driver_load()
         self.url = url
-        self.dialect = sa_aiomysql.dialect()
         self._multi_statements = parse_bool(options.pop("multi_statements", False))
         self._connect_timeout = connect_timeout(options)
-        self._connect_kwargs = _connect_kwargs(url, options)
+        self._connect_kwargs = self._driver_kwargs(_connect_kwargs(url, options))
         self._connect_kwargs["connect_timeout"] = self._connect_timeout
-        self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
         self._session_sql = _session_sql(options)
         # "mysql", "mariadb" or "tidb", from the version string of the latest handshake
         self.engine = "mysql"
+
+    # -- the driver adapter: every place where aiomysql and asyncmy differ --------------
+
+    def _driver_load(self) -> None:
+        """Import the driver; set its error module, CLIENT flags, SQLAlchemy dialect, cursors."""
+        self._aiomysql = import_driver("aiomysql", "mysql")
+        self._err = import_driver("pymysql.err", "mysql")
+        self._client = import_driver("pymysql.constants.CLIENT", "mysql")
+        self.dialect: Any = sa_aiomysql.dialect()
+        self._cursor, self._stream_cursor = _quiet_cursors(self._aiomysql)
+
+    def _driver_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Rename the neutral connect arguments to the driver's own names."""
+        return kwargs
+
+    async def _open(self) -> Any:
+        """Both drivers always ask for CLIENT.MULTI_STATEMENTS, so that an injection reaching
+        a query string could append statements (`SELECT 1; DROP TABLE t`): the connection is
+        built by hand and the flag cleared before the handshake unless asked for."""
+        raw = self._aiomysql.Connection(**self._connect_kwargs)
+        if not self._multi_statements:
+            raw.client_flag &= ~self._client.MULTI_STATEMENTS
+        try:
+            await raw._connect()
+        except self._err.OperationalError as exc:
+            raw.close()
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and str(cause) and len(exc.args) == 2:
+                # aiomysql says only "Can't connect": keep why (refused, certificate...)
+                raise type(exc)(exc.args[0], f"{exc.args[1]}: {cause}") from cause
+            raise
+        except BaseException:
+            raw.close()  # aiomysql closes its socket on errors but not on cancellation
+            raise
+        return raw
+
+    def _driver_decode_json(self, raw: Any) -> None:
+        """JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
+        PyMySQL's module-level dict, shared with every other user of PyMySQL."""
+        raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
+
+    def _driver_transport(self, raw: Any) -> Any:
+        """The asyncio transport under the connection, or None once it is closed."""
+        writer = raw._writer
+        return writer.transport if writer is not None else None
+
+    def _driver_forget_socket(self, raw: Any) -> None:
+        """Mark the connection closed, as the driver's own close() leaves it."""
+        raw._writer = raw._reader = None
+
+    def is_closed(self, raw: Any) -> bool:
+        return bool(raw.closed)
+
+    # -- the backend protocol, written once for the MySQL protocol ----------------------
 
     async def connect(self) -> Any:
         kwargs = self._connect_kwargs
         where = kwargs.get("unix_socket") or f"{kwargs['host']}:{kwargs['port']}"
         raw = await connect_within(self._open_session(), self._connect_timeout, where)
-        # JSON columns come back decoded, as on PostgreSQL. A copy: aiomysql's default is
-        # PyMySQL's module-level dict, shared with every other user of PyMySQL.
-        raw.decoders = {**raw.decoders, _FIELD_TYPE_JSON: json.loads}
+        self._driver_decode_json(raw)
         self.engine = detect_engine(raw.get_server_info() or "", self.name)
         return raw
 
@@ -169,27 +224,6 @@ class MySQLBackend:
             )
         )
 
-    async def _open(self) -> Any:
-        """aiomysql.connect() always asks for CLIENT.MULTI_STATEMENTS, so that an injection
-        reaching a query string could append statements (`SELECT 1; DROP TABLE t`): build the
-        connection ourselves and clear the flag before the handshake unless asked for."""
-        raw = self._aiomysql.Connection(**self._connect_kwargs)
-        if not self._multi_statements:
-            raw.client_flag &= ~self._client.MULTI_STATEMENTS
-        try:
-            await raw._connect()
-        except self._err.OperationalError as exc:
-            raw.close()
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and str(cause) and len(exc.args) == 2:
-                # aiomysql says only "Can't connect": keep why (refused, certificate...)
-                raise type(exc)(exc.args[0], f"{exc.args[1]}: {cause}") from cause
-            raise
-        except BaseException:
-            raw.close()  # aiomysql closes its socket on errors but not on cancellation
-            raise
-        return raw
-
     async def close(self, raw: Any) -> None:
         await raw.ensure_closed()
 
@@ -197,15 +231,15 @@ class MySQLBackend:
         raw.close()
 
     def abandon(self, raw: Any) -> None:
-        writer = raw._writer
-        if writer is not None:
-            detach_transport(writer.transport)
+        transport = self._driver_transport(raw)
+        if transport is not None:
+            detach_transport(transport)
 
     def orphan(self, raw: Any) -> None:
-        writer = raw._writer
-        if writer is not None:
-            close_socket(writer.transport)
-        raw._writer = raw._reader = None  # closed, as aiomysql's own close() leaves it
+        transport = self._driver_transport(raw)
+        if transport is not None:
+            close_socket(transport)
+        self._driver_forget_socket(raw)
 
     async def recover(self, raw: Any) -> None:
         raise NotImplementedError("a network connection interrupted mid-call is terminated")
@@ -222,7 +256,7 @@ class MySQLBackend:
     async def cancel(self, raw: Any) -> bool:
         # KILL QUERY from a short-lived second connection (same login, bounded by the connect
         # timeout): the connection itself is busy waiting for the statement's answer. Sent
-        # even when aiomysql has already closed the connection (it closes it when a read is
+        # even when the driver has already closed the connection (it closes it when a read is
         # cancelled): the server does not notice a closed socket while a statement runs.
         ids = getattr(raw, "server_thread_id", None)
         thread_id = ids[0] if ids else None
@@ -230,7 +264,7 @@ class MySQLBackend:
             return False
         # 1: the command was sent and no packet of its answer was read yet, so the answer
         # (error 1317, or the result if the statement won the race) can still be read whole.
-        in_step = raw._next_seq_id == 1 and not raw.closed
+        in_step = raw._next_seq_id == 1 and not self.is_closed(raw)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 killer = await self._open()
@@ -246,16 +280,14 @@ class MySQLBackend:
             async with asyncio.timeout(self._connect_timeout):
                 await raw._read_query_result()
         except self._err.OperationalError as exc:
-            return bool(exc.args and exc.args[0] == _QUERY_INTERRUPTED) and not raw.closed
+            interrupted = bool(exc.args and exc.args[0] == _QUERY_INTERRUPTED)
+            return interrupted and not self.is_closed(raw)
         except Exception:
             return False
-        return not raw.closed
-
-    def is_closed(self, raw: Any) -> bool:
-        return bool(raw.closed)
+        return not self.is_closed(raw)
 
     def in_transaction(self, raw: Any) -> bool:
-        return not raw.closed and bool(raw.get_transaction_status())
+        return not self.is_closed(raw) and bool(raw.get_transaction_status())
 
     async def ping(self, raw: Any) -> None:
         await raw.ping(reconnect=False)
@@ -299,7 +331,7 @@ class MySQLBackend:
                 yield columns, list(rows)
         finally:
             result = cursor._result
-            if raw.closed:
+            if self.is_closed(raw):
                 pass
             elif result is not None and result.unbuffered_active:
                 # Left early (break): closing the cursor would read every remaining row off

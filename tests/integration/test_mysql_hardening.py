@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import server_urls
+from conftest import driver_params, server_urls, with_driver
 
 from asyncdb import Database, DisconnectionError, ProgrammingError
 
 pytestmark = [pytest.mark.mysql, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-def mysql_url() -> str:
+@pytest.fixture(params=driver_params("mysql"))
+def mysql_url(request: pytest.FixtureRequest) -> str:
     url = server_urls().get("mysql")
     if url is None:
         pytest.skip("no MySQL server configured")
-    return url
+    return with_driver(url, request.param)
 
 
 async def _table_exists(db: Database, name: str) -> bool:

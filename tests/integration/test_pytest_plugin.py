@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+import asyncdb
 from asyncdb import Database
+
+# The inner pytest must load the asyncdb under test (this checkout), not an installed copy.
+_CHECKOUT = str(Path(asyncdb.__file__).resolve().parent.parent)
 
 INNER = """
 import asyncio
@@ -25,8 +32,14 @@ async def test_starts_clean(asyncdb_database):
 
 
 async def test_plugin_rolls_back_each_test(
-    pytester: pytest.Pytester, db_url: str, db: Database, items: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    db: Database,
+    items: str,
 ) -> None:
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (_CHECKOUT, path) if p))
     await db.execute("INSERT INTO items (name) VALUES ('committed-before')")
     pytester.makepyfile(test_inner=INNER)
     pytester.makeini(

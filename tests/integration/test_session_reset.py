@@ -305,10 +305,10 @@ ON_CONNECT = {
 
 
 async def _on_connect(raw: Any) -> None:
-    module = type(raw).__module__
-    if module.startswith("asyncpg"):
+    drivers = {cls.__module__.split(".")[0] for cls in type(raw).__mro__}
+    if "asyncpg" in drivers:
         await raw.execute("SET application_name = 'from_on_connect'")
-    elif module.startswith("aiomysql"):
+    elif drivers & {"aiomysql", "asyncmy"}:
         async with raw.cursor() as cursor:
             await cursor.execute("SET @on_connect_var = 7")
     else:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import with_driver
 
 from asyncdb import Database, DatabaseError, DatabaseURL
 
@@ -34,15 +35,20 @@ def _collect_in_this_file() -> Iterator[None]:
 
 
 _URLS = {"postgresql": "ASYNCDB_TEST_POSTGRES_TLS_URL", "mysql": "ASYNCDB_TEST_MYSQL_TLS_URL"}
+DIALECTS = ["postgresql", "mysql", "mysql+asyncmy"]
 
 
 def _tls(dialect: str) -> tuple[str, str]:
-    url, ca = os.environ.get(_URLS[dialect]), os.environ.get("ASYNCDB_TEST_CA")
+    """The TLS role's URL for a backend id (`mysql+asyncmy` is the MySQL server's) and the CA."""
+    family, _, driver = dialect.partition("+")
+    url, ca = os.environ.get(_URLS[family]), os.environ.get("ASYNCDB_TEST_CA")
     if not url or not ca:
         if os.environ.get("ASYNCDB_REQUIRE_ALL_BACKENDS") == "1":
-            pytest.fail(f"{_URLS[dialect]} / ASYNCDB_TEST_CA not set: start scripts/servers.sh")
+            pytest.fail(f"{_URLS[family]} / ASYNCDB_TEST_CA not set: start scripts/servers.sh")
         pytest.skip("no TLS test server configured")
-    return url, ca
+    if driver:
+        pytest.importorskip(driver)  # a required run has it (conftest checks)
+    return with_driver(url, driver), ca
 
 
 def _with(url: str, **params: str) -> str:
@@ -69,7 +75,7 @@ def _ways(ca: str) -> list[tuple[dict[str, str], dict[str, object]]]:
     ]
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.parametrize("dialect", DIALECTS)
 async def test_the_session_is_encrypted(dialect: str) -> None:
     url, ca = _tls(dialect)
     for params, keywords in _ways(ca):
@@ -84,7 +90,7 @@ async def test_pg_sslmode_is_accepted() -> None:
         assert await _encrypted(db, "postgresql")
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.parametrize("dialect", DIALECTS)
 async def test_the_tls_role_cannot_come_in_without_tls(dialect: str) -> None:
     url, _ = _tls(dialect)
     db = Database(_with(url, ssl="false"), connect_timeout=10)
@@ -92,7 +98,7 @@ async def test_the_tls_role_cannot_come_in_without_tls(dialect: str) -> None:
         await db.connect()
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.parametrize("dialect", DIALECTS)
 async def test_an_untrusted_certificate_fails_fast(dialect: str) -> None:
     url, _ = _tls(dialect)
     db = Database(_with(url, ssl="true"), connect_timeout=20)  # the system CAs: not ours
