@@ -3,10 +3,12 @@
     python -m benchmarks.run                      # all backends whose URL is set, 5 rounds
     python -m benchmarks.run --backends postgresql --rounds 7
     python -m benchmarks.run --quick              # fewer operations, 100k-row iterate
+    python -m benchmarks.run --scale --quick      # only the scale of cost (benchmarks/scale.py)
 
 URLs come from ASYNCDB_TEST_POSTGRES_URL / ASYNCDB_TEST_MYSQL_URL (`scripts/servers.sh start`
 prints them); SQLite uses a temporary file. `nox -s bench` starts the servers and runs this.
-Results (markdown table and a PNG of the ratios) go to benchmarks/results/.
+Results (markdown tables, a PNG of the ratios and one of the scale of cost) go to
+benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from asyncdb import Database
 
 from .contestants import ITEMS, MANY, WRITES, Contestant, contestants
+from .scale import bench_scale, plot_scale, summarize_scale
 
 RESULTS = Path(__file__).parent / "results"
 LOOP = "asyncio"
@@ -93,7 +96,8 @@ def workloads(quick: bool) -> list[Workload]:
         Workload("concurrent", "5. 200 concurrent 3-statement transactions, pool 20", "µs/tx",
                  concurrent_batch(200, 2 if quick else 4)),
         Workload("iterate", f"6. iterate {rows:,} rows", "ms total", iterate_all(rows)),
-        Workload("fetch_one_core", "7. fetch_one as a SQLAlchemy Core select()", "µs/call",
+        Workload("fetch_one_core", "7. fetch_one as a SQLAlchemy Core select() built per call "
+                 "(raw: the same select() built, its SQL compiled ahead)", "µs/call",
                  per_op(lambda c, i: c.fetch_one_core(i % 1000 + 1), n)),
     ]  # fmt: skip
 
@@ -254,6 +258,10 @@ async def main() -> None:
     parser.add_argument("--backends", default="postgresql,mysql,sqlite")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--scale", action="store_true", help="only the scale-of-cost sweeps (benchmarks/scale.py)"
+    )
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale-of-cost sweeps")
     args = parser.parse_args()
     urls = {
         "postgresql": os.environ.get("ASYNCDB_TEST_POSTGRES_URL"),
@@ -262,9 +270,7 @@ async def main() -> None:
     folder = tempfile.mkdtemp()
     urls["sqlite"] = f"sqlite:///{folder}/bench.sqlite3"
     RESULTS.mkdir(exist_ok=True)
-    report = [
-        "# asyncdb benchmarks",
-        "",
+    header = [
         f"Machine: {machine()}. Event loop: {LOOP} (ASYNCDB_BENCH_LOOP=asyncio to change).",
         f"Rounds: {args.rounds}, interleaved and shuffled per workload"
         f"{' (quick mode)' if args.quick else ''}. Medians; ratios are asyncdb's time over the"
@@ -272,20 +278,38 @@ async def main() -> None:
         "`python -m benchmarks.run`.",
         "",
     ]
+    report = ["# asyncdb benchmarks", "", *header]
+    scale_report = ["# asyncdb benchmarks: the scale of cost", "", *header]
     all_ratios = {}
+    scale_results = {}
     for backend in args.backends.split(","):
         url = urls.get(backend)
         if not url:
             raise SystemExit(f"no URL for {backend}: run `scripts/servers.sh start` and export it")
-        print(f"benchmarking {backend} ...", flush=True)
-        result = await bench_backend(backend, url, args.rounds, args.quick)
-        table, all_ratios[backend] = summarize(backend, result, args.rounds)
-        report += [f"## {backend}", "", table, ""]
-        print(f"\n## {backend}\n\n{table}\n", flush=True)
-    if plot(all_ratios, RESULTS / "ratios.png"):
-        report += ["![ratios](ratios.png)", ""]
-    (RESULTS / "latest.md").write_text("\n".join(report))
-    print(f"written: {RESULTS / 'latest.md'}")
+        if not args.scale:
+            print(f"benchmarking {backend} ...", flush=True)
+            result = await bench_backend(backend, url, args.rounds, args.quick)
+            table, all_ratios[backend] = summarize(backend, result, args.rounds)
+            report += [f"## {backend}", "", table, ""]
+            print(f"\n## {backend}\n\n{table}\n", flush=True)
+        if not args.no_scale:
+            print(f"scale of cost on {backend} ...", flush=True)
+            scale_results[backend] = await bench_scale(backend, url, args.rounds, args.quick)
+            table = summarize_scale(scale_results[backend])
+            scale_report += [f"## {backend}: scale of cost", "", table, ""]
+            print(f"\n## {backend}: scale of cost\n\n{table}\n", flush=True)
+    if scale_results:
+        if plot_scale(scale_results, RESULTS / "scale.png"):
+            scale_report += ["![scale](scale.png)", ""]
+        (RESULTS / "scale.md").write_text("\n".join(scale_report))
+        print(f"written: {RESULTS / 'scale.md'}")
+    if all_ratios:
+        if plot(all_ratios, RESULTS / "ratios.png"):
+            report += ["![ratios](ratios.png)", ""]
+        if scale_results:
+            report += ["The scale of cost (fetch_all size, concurrency): [scale.md](scale.md)", ""]
+        (RESULTS / "latest.md").write_text("\n".join(report))
+        print(f"written: {RESULTS / 'latest.md'}")
 
 
 def event_loop_runner() -> tuple[str, Callable[[Any], Any]]:
