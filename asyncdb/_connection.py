@@ -81,6 +81,9 @@ class Connection:
         self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
         self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
         self._failed: tuple[int, DatabaseError | BaseException] | None = None
+        # Stateless (all its state is the connection's), so one instance serves every
+        # statement: no object to build per statement on the hot path.
+        self._statement_cm = _Statement(self)
 
     def __repr__(self) -> str:
         state = f"depth={len(self._levels)}" + (" failed" if self._failed else "")
@@ -239,7 +242,10 @@ class Connection:
         value of the first row (None without RETURNING); on MySQL and SQLite the new row's id
         after an INSERT that generated one, else the number of rows affected. Use
         `execute_result()` to get both numbers without guessing."""
-        result = await self.execute_result(query, values, timeout=timeout)
+        compiled, args = self._compiler.compile(query, values)
+        result: ExecuteResult = await self._run(
+            self._backend.execute, compiled.sql, args, query=compiled, timeout=timeout
+        )
         return result.databases_value(self._backend.name)
 
     async def execute_result(
@@ -345,9 +351,12 @@ class Connection:
         self._users += 1
         try:
             if not self._levels:
-                await self._pass_gate(self._backend.transaction_gate(options))  # no conn held
+                gate = self._backend.transaction_gate(options)
+                if gate is not None:
+                    await self._pass_gate(gate)  # before a connection is held
                 self._write_gate = self._backend.write_gate(options) if self._gate is None else None
-            await self._ensure_raw(reconnect)
+            if self._pooled is None:
+                await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
                 statements = [f"SAVEPOINT {name}"]
@@ -477,11 +486,12 @@ class Connection:
 
     # -- the wire --------------------------------------------------------------------------
 
-    async def _command(self, sql: str, *, check_failed: bool) -> str | None:
+    def _command(self, sql: str, *, check_failed: bool) -> Awaitable[str | None]:
+        """One of asyncdb's own transaction commands. Not a coroutine of its own: it hands
+        back `_run`'s, so every wait on the wire resumes one frame less."""
         if check_failed and self._failed is not None:
             raise self._refusal()
-        status: str | None = await self._run(self._backend.command, sql, check_failed=False)
-        return status
+        return self._run(self._backend.command, sql, check_failed=False)
 
     def _limit(self, timeout: Timeout) -> float | None:
         """The time limit of one call: `timeout` as given, else the database's default."""
@@ -500,7 +510,7 @@ class Connection:
         """Run a driver call; `query` is the compiled statement (None for asyncdb's own
         transaction commands, which leave no session state behind and are never bounded:
         a COMMIT cut short would leave its outcome unknown)."""
-        limit = self._limit(timeout)
+        limit = None if timeout is None else self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
         if query is not None and query.write and self._write_gate is not None and self._levels:
@@ -510,12 +520,17 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         try:
-            async with self._statement() as raw:
+            async with self._statement_cm as raw:
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
                     return await self._run_observed(raw, op, args, limit)
-                return await self._call(raw, op, (raw, *args), limit)
+                if limit is not None:
+                    return await self._call(raw, op, (raw, *args), limit)
+                try:  # _call's unbounded case, inline: one frame less on the hot path
+                    return await op(raw, *args)
+                except BaseException as exc:
+                    raise self._on_error(exc) from exc
         except DataError as exc:
             if query is not None and query.names:
                 _name_arguments(exc, query.names)
@@ -590,7 +605,7 @@ class Connection:
             hooks.emit("query_end", backend=backend, sql=sql, duration=duration, error=error)
 
     def _statement(self) -> _Statement:
-        return _Statement(self)
+        return self._statement_cm
 
     def _on_error(self, exc: BaseException) -> BaseException:
         """Act on a failed driver call; return the exception the caller should see."""
@@ -678,12 +693,18 @@ class _Statement:
                 pass
         conn._users += 1
         try:
-            await conn._lock_for(task)
+            if conn._lock.locked():
+                await conn._lock_for(task)
+            else:
+                await conn._lock.acquire()
         except BaseException:
             conn._users -= 1
             conn._maybe_release()
             raise
         conn._lock_owner = task
+        pooled = conn._pooled  # held already: the common case inside a transaction or block
+        if pooled is not None:
+            return pooled.raw
         try:
             return (await conn._ensure_raw_locked()).raw
         except BaseException:
@@ -695,7 +716,8 @@ class _Statement:
         conn._lock_owner = None
         conn._lock.release()
         conn._users -= 1
-        conn._maybe_release()
+        if conn._users == 0:
+            conn._maybe_release()
 
 
 async def _aclose_quietly(stream: Any) -> None:
