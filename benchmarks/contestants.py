@@ -47,6 +47,11 @@ class Contestant:
     async def fetch_one(self, i: int) -> Any: ...
     async def fetch_one_core(self, i: int) -> Any: ...
     async def fetch_rows(self, sql: str) -> list[Any]: ...
+
+    def block(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A block that keeps one connection for the calls inside it (`async with
+        db.connection():`); nothing for the layers without one (raw held keeps one anyway)."""
+        return contextlib.nullcontext()
     async def fetch_all(self) -> list[Any]: ...
     async def insert_tx(self, i: int) -> None: ...
     async def savepoint_tx(self, i: int) -> None: ...
@@ -86,6 +91,9 @@ class AsyncdbContestant(Contestant):
 
     async def fetch_rows(self, sql: str) -> list[Any]:
         return await self.db.fetch_all(sql)
+
+    def block(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.db.connection()  # type: ignore[no-any-return]
 
     async def insert_tx(self, i: int) -> None:
         async with self.db.transaction():

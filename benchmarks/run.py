@@ -59,6 +59,21 @@ def per_op(op: Callable[[Contestant, int], Awaitable[Any]], n: int) -> Any:
     return run
 
 
+def in_block(op: Callable[[Contestant, int], Awaitable[Any]], n: int) -> Any:
+    """`per_op` inside the contestant's connection block, each call timed alone."""
+
+    async def run(c: Contestant, round_: int) -> list[float]:
+        samples = []
+        async with c.block():
+            for i in range(n):
+                start = time.perf_counter()
+                await op(c, i)
+                samples.append(time.perf_counter() - start)
+        return samples
+
+    return run
+
+
 def concurrent_batch(tasks: int, repeats: int) -> Any:
     async def run(c: Contestant, round_: int) -> list[float]:
         samples = []
@@ -99,6 +114,9 @@ def workloads(quick: bool) -> list[Workload]:
         Workload("fetch_one_core", "7. fetch_one as a SQLAlchemy Core select() built per call "
                  "(raw: the same select() built, its SQL compiled ahead)", "µs/call",
                  per_op(lambda c, i: c.fetch_one_core(i % 1000 + 1), n)),
+        Workload("fetch_one_block", "8. fetch_one inside `async with db.connection():` "
+                 "(layers without such a block: per call)", "µs/call",
+                 in_block(lambda c, i: c.fetch_one(i % 1000 + 1), n)),
     ]  # fmt: skip
 
 
