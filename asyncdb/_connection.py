@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compile import Compiled, Compiler, Query
-from ._context import transaction_stack
+from ._context import _STACKS
 from ._errors import driver_error
 from ._exceptions import (
     CommitOutcomeUnknownError,
@@ -686,7 +686,8 @@ class _Statement:
         conn = self._conn
         task = asyncio.current_task()
         owner = conn._turn_owner
-        if owner is not None and owner not in transaction_stack(conn):
+        # transaction_stack(conn), inline: this runs for every statement in a transaction
+        if owner is not None and owner not in _STACKS.get().get(conn, ()):
             # Another context's transaction owns this shared connection: wait for it to end
             # rather than run inside it.
             async with conn._turn:
