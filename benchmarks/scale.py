@@ -46,8 +46,9 @@ async def _fetch_sweep(c: Contestant, rows: int, calls: int) -> list[float]:
 
 
 async def _concurrent(c: Contestant, tasks: int, total: int) -> tuple[float, list[float]]:
-    """`tasks` tasks share `total` fetch_one calls; return (calls/s, each call's latency)."""
-    per_task = max(1, total // tasks)
+    """`tasks` tasks share `total` fetch_one calls (at least 3 each, so that what a task costs
+    to start is not taken for what a call costs); return (calls/s, each call's latency)."""
+    per_task = max(3, total // tasks)
     latencies: list[float] = []
 
     async def worker(t: int) -> None:
