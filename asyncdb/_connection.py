@@ -81,9 +81,6 @@ class Connection:
         self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
         self._levels: list[str | None] = []  # open on the server: None = outermost, else savepoint
         self._failed: tuple[int, DatabaseError | BaseException] | None = None
-        # Stateless (all its state is the connection's), so one instance serves every
-        # statement: no object to build per statement on the hot path.
-        self._statement_cm = _Statement(self)
 
     def __repr__(self) -> str:
         state = f"depth={len(self._levels)}" + (" failed" if self._failed else "")
@@ -520,7 +517,7 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         try:
-            async with self._statement_cm as raw:
+            async with _Statement(self) as raw:  # not kept on self: no reference cycle
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
@@ -605,7 +602,7 @@ class Connection:
             hooks.emit("query_end", backend=backend, sql=sql, duration=duration, error=error)
 
     def _statement(self) -> _Statement:
-        return self._statement_cm
+        return _Statement(self)
 
     def _on_error(self, exc: BaseException) -> BaseException:
         """Act on a failed driver call; return the exception the caller should see."""
