@@ -146,8 +146,10 @@ class Compiler:
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> tuple[Compiled, list[Any]]:
         """Return the compiled query and its positional arguments for `values`."""
         if isinstance(query, str):
-            compiled = self._cached(query, lambda: self._compile_text(query))
-            unknown = set(values) - set(compiled.names) if values else None
+            compiled = self._cache.get(query) or self._cached(
+                query, lambda: self._compile_text(query)
+            )
+            unknown = values.keys() - compiled.names if values else None
             if unknown:
                 raise ProgrammingError(
                     f"values given for parameters the query does not have: {sorted(unknown)}"
