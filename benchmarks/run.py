@@ -234,7 +234,8 @@ def summarize(backend: str, result: dict[str, Any], rounds: int) -> tuple[str, d
             else ("failed" if (w.key, n) in result["failed"] else "—")
             for n in names
         ]
-        ratios[w.key] = {p: medians["asyncdb"] / medians[p] for p in peers if p in medians}
+        ours = medians.get("asyncdb")  # absent if asyncdb failed the workload (reported below)
+        ratios[w.key] = {p: ours / medians[p] for p in peers if p in medians and ours}
         cells += [f"{ratios[w.key][p]:.2f}×" if p in ratios[w.key] else "—" for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     p99 = {
