@@ -47,6 +47,20 @@ class Compiled:
     dirty: bool = True
     write: bool = True
     metas: dict[tuple[str, ...], RowMeta] = field(default_factory=dict, compare=False)
+    # A construct run without values: for each position, the index of its value among a
+    # new cache key's extracted bind parameters, and whether that bind is a callable's.
+    extract: tuple[tuple[int, bool], ...] | None = None
+
+    def extracted_args(self, extracted: Sequence[Any]) -> list[Any]:
+        """The positional values of a construct seen before, read straight off its new
+        cache key's parameters: what construct_params + args() give, without the dicts."""
+        assert self.extract is not None
+        args = [
+            extracted[i].effective_value if call else extracted[i].value for i, call in self.extract
+        ]
+        if self.processors is not None:
+            return self._processed(args)
+        return args
 
     def args(self, values: Mapping[str, Any] | None) -> list[Any]:
         """Order the values positionally, applying bind processors."""
@@ -56,16 +70,20 @@ class Compiled:
         except KeyError as exc:
             raise ProgrammingError(f"missing value for query parameter :{exc.args[0]}") from None
         if self.processors is not None:
-            try:
-                return [
-                    p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
-                ]
-            except (TypeError, ValueError, OverflowError, LookupError):
-                return [
-                    self._process(i, p, v)
-                    for i, (p, v) in enumerate(zip(self.processors, args, strict=True))
-                ]
+            return self._processed(args)
         return args
+
+    def _processed(self, args: list[Any]) -> list[Any]:
+        assert self.processors is not None
+        try:
+            return [
+                p(v) if p is not None else v for p, v in zip(self.processors, args, strict=True)
+            ]
+        except (TypeError, ValueError, OverflowError, LookupError):
+            return [
+                self._process(i, p, v)
+                for i, (p, v) in enumerate(zip(self.processors, args, strict=True))
+            ]
 
     def _process(self, index: int, processor: Processor, value: Any) -> Any:
         """One bind processor (a Core column type's), its failure named by parameter."""
@@ -128,8 +146,10 @@ class Compiler:
     def compile(self, query: Query, values: Mapping[str, Any] | None) -> tuple[Compiled, list[Any]]:
         """Return the compiled query and its positional arguments for `values`."""
         if isinstance(query, str):
-            compiled = self._cached(query, lambda: self._compile_text(query))
-            unknown = set(values) - set(compiled.names) if values else None
+            compiled = self._cache.get(query) or self._cached(
+                query, lambda: self._compile_text(query)
+            )
+            unknown = values.keys() - compiled.names if values else None
             if unknown:
                 raise ProgrammingError(
                     f"values given for parameters the query does not have: {sorted(unknown)}"
@@ -185,7 +205,11 @@ class Compiler:
         if cache_key is None:  # DDL, or an element that opts out of caching
             compiled = self._compile_element(query, keys, None)
             return compiled, self._adapted(compiled, self._construct_args(compiled, query, values))
-        compiled = self._cached(
+        seen = self._cache.get((cache_key.key, keys))
+        if seen is not None and seen.extract is not None and not values:
+            # The hot path: a construct seen before, its values read off the new cache key.
+            return seen, self._adapted(seen, seen.extracted_args(cache_key.bindparams))
+        compiled = seen or self._cached(
             (cache_key.key, keys), lambda: self._compile_element(query, keys, cache_key)
         )
         if compiled.compiled is None:
@@ -240,7 +264,39 @@ class Compiler:
             by_object=_result_positions(compiled) if query is not None else None,
             dirty=dirty,
             write=write,
+            extract=_extraction_plan(compiled, names) if query is not None else None,
         )
+
+
+def _extraction_plan(compiled: Any, names: tuple[str, ...]) -> tuple[tuple[int, bool], ...] | None:
+    """Where each positional value sits among the cache key's extracted parameters, when
+    every one of them comes from there; None (construct_params does the work) otherwise:
+    a required parameter (its error), a literal bound into the statement, DML's collected
+    parameters, a rendered post-compile statement."""
+    cache_key = getattr(compiled, "cache_key", None)
+    matches = getattr(compiled, "_cache_key_bind_match", None)
+    if (
+        cache_key is None
+        or matches is None
+        or getattr(compiled, "_collect_params", False)  # SQLAlchemy 2.1's DML parameters
+        or getattr(compiled, "_render_postcompile", False)
+    ):
+        return None
+    by_name: dict[str, Any] = {}
+    for bind, name in compiled.bind_names.items():
+        escaped = compiled.escaped_bind_names.get(name, name)
+        by_name.setdefault(escaped, bind)
+    position: dict[Any, int] = {}
+    for i, original in enumerate(cache_key[1]):
+        for bind in matches[0].get(original, ()):
+            position.setdefault(bind, i)
+    plan = []
+    for name in names:
+        bind = by_name.get(name)
+        if bind is None or bind.required or bind not in position:
+            return None
+        plan.append((position[bind], bool(bind.callable)))
+    return tuple(plan)
 
 
 def _result_positions(compiled: Any) -> dict[int, int] | None:

@@ -30,7 +30,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compile import Compiled, Compiler, Query
-from ._context import transaction_stack
+from ._context import _STACKS
 from ._copy import (
     COPY_IN_OPTIONS,
     COPY_OUT_OPTIONS,
@@ -307,7 +307,15 @@ class Connection:
         value of the first row (None without RETURNING); on MySQL and SQLite the new row's id
         after an INSERT that generated one, else the number of rows affected. Use
         `execute_result()` to get both numbers without guessing."""
-        result = await self.execute_result(query, values, timeout=timeout)
+        compiled, args = self._compiler.compile(query, values)
+        result: ExecuteResult = await self._run(
+            self._backend.execute,
+            compiled.sql,
+            args,
+            query=compiled,
+            timeout=timeout,
+            operation="execute",
+        )
         return result.databases_value(self._backend.name)
 
     async def execute_result(
@@ -441,9 +449,12 @@ class Connection:
         self._users += 1
         try:
             if not self._levels:
-                await self._pass_gate(self._backend.transaction_gate(options))  # no conn held
+                gate = self._backend.transaction_gate(options)
+                if gate is not None:
+                    await self._pass_gate(gate)  # before a connection is held
                 self._write_gate = self._backend.write_gate(options) if self._gate is None else None
-            await self._ensure_raw(reconnect)
+            if self._pooled is None:
+                await self._ensure_raw(reconnect)
             if self._levels:
                 name: str | None = f"_asyncdb_sp_{next(_savepoint_ids)}"
                 statements = [f"SAVEPOINT {name}"]
@@ -577,11 +588,12 @@ class Connection:
 
     # -- the wire --------------------------------------------------------------------------
 
-    async def _command(self, sql: str, *, check_failed: bool) -> str | None:
+    def _command(self, sql: str, *, check_failed: bool) -> Awaitable[str | None]:
+        """One of asyncdb's own transaction commands. Not a coroutine of its own: it hands
+        back `_run`'s, so every wait on the wire resumes one frame less."""
         if check_failed and self._failed is not None:
             raise self._refusal()
-        status: str | None = await self._run(self._backend.command, sql, check_failed=False)
-        return status
+        return self._run(self._backend.command, sql, check_failed=False)
 
     def _limit(self, timeout: Timeout) -> float | None:
         """The time limit of one call: `timeout` as given, else the database's default."""
@@ -602,7 +614,7 @@ class Connection:
         transaction commands, which leave no session state behind and are never bounded:
         a COMMIT cut short would leave its outcome unknown). `operation` names the public
         method for the hooks."""
-        limit = self._limit(timeout)
+        limit = None if timeout is None else self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
         if query is not None and query.write and self._write_gate is not None and self._levels:
@@ -612,12 +624,17 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         try:
-            async with self._statement() as raw:
+            async with _Statement(self) as raw:  # not kept on self: no reference cycle
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
                     return await self._run_observed(raw, op, args, limit, operation)
-                return await self._call(raw, op, (raw, *args), limit)
+                if limit is not None:
+                    return await self._call(raw, op, (raw, *args), limit)
+                try:  # _call's unbounded case, inline: one frame less on the hot path
+                    return await op(raw, *args)
+                except BaseException as exc:
+                    raise self._on_error(exc) from exc
         except DataError as exc:
             if query is not None and query.names:
                 _name_arguments(exc, query.names)
@@ -968,19 +985,26 @@ class _Statement:
         conn = self._conn
         task = asyncio.current_task()
         owner = conn._turn_owner
-        if owner is not None and owner not in transaction_stack(conn):
+        # transaction_stack(conn), inline: this runs for every statement in a transaction
+        if owner is not None and owner not in _STACKS.get().get(conn, ()):
             # Another context's transaction owns this shared connection: wait for it to end
             # rather than run inside it.
             async with conn._turn:
                 pass
         conn._users += 1
         try:
-            await conn._lock_for(task)
+            if conn._lock.locked():
+                await conn._lock_for(task)
+            else:
+                await conn._lock.acquire()
         except BaseException:
             conn._users -= 1
             conn._maybe_release()
             raise
         conn._lock_owner = task
+        pooled = conn._pooled  # held already: the common case inside a transaction or block
+        if pooled is not None:
+            return pooled.raw
         try:
             return (await conn._ensure_raw_locked()).raw
         except BaseException:
@@ -992,7 +1016,8 @@ class _Statement:
         conn._lock_owner = None
         conn._lock.release()
         conn._users -= 1
-        conn._maybe_release()
+        if conn._users == 0:
+            conn._maybe_release()
 
 
 async def _aclose_quietly(stream: Any) -> None:

@@ -105,10 +105,8 @@ class Transaction:
     ) -> bool:
         if self._seen is not None:
             self._seen.cause = exc
-        if exc is None and not self._force_rollback:
-            await self.commit()
-        else:
-            await self.rollback()
+        # _end directly rather than commit()/rollback(): one frame less per wait on the wire
+        await self._end(commit=exc is None and not self._force_rollback)
         return isinstance(exc, Rollback)
 
     def __await__(self) -> Generator[Any, None, Transaction]:

@@ -32,6 +32,11 @@ def core_one(i: int) -> Any:
     return sa.select(ITEMS).where(ITEMS.c.id == i)
 
 
+def core_sql(dialect: Any) -> str:
+    """`core_one`'s SQL as the dialect renders it (`$1` / `%s` / `?`), for the raw drivers."""
+    return str(core_one(0).compile(dialect=dialect))
+
+
 class Contestant:
     """One layer under test. Every method does one operation of a workload."""
 
@@ -41,6 +46,12 @@ class Contestant:
     async def stop(self) -> None: ...
     async def fetch_one(self, i: int) -> Any: ...
     async def fetch_one_core(self, i: int) -> Any: ...
+    async def fetch_rows(self, sql: str) -> list[Any]: ...
+
+    def block(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A block that keeps one connection for the calls inside it (`async with
+        db.connection():`); nothing for the layers without one (raw held keeps one anyway)."""
+        return contextlib.nullcontext()
     async def fetch_all(self) -> list[Any]: ...
     async def insert_tx(self, i: int) -> None: ...
     async def savepoint_tx(self, i: int) -> None: ...
@@ -77,6 +88,12 @@ class AsyncdbContestant(Contestant):
 
     async def fetch_all(self) -> list[Any]:
         return await self.db.fetch_all(ALL)
+
+    async def fetch_rows(self, sql: str) -> list[Any]:
+        return await self.db.fetch_all(sql)
+
+    def block(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.db.connection()  # type: ignore[no-any-return]
 
     async def insert_tx(self, i: int) -> None:
         async with self.db.transaction():
@@ -158,6 +175,10 @@ class SQLAlchemyContestant(Contestant):
         async with self.engine.connect() as conn:
             return list((await conn.execute(self.all)).all())
 
+    async def fetch_rows(self, sql: str) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.text(sql))).all())
+
     async def insert_tx(self, i: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(self.insert, {"v": i})
@@ -205,7 +226,9 @@ class RawContestant(Contestant):
 class RawPostgres(RawContestant):
     async def start(self, url: str) -> None:
         import asyncpg
+        from sqlalchemy.dialects.postgresql import asyncpg as dialect
 
+        self.core_sql = core_sql(dialect.dialect())
         self.pool = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL)
         self.held_conn = await asyncpg.connect(url)
 
@@ -217,11 +240,20 @@ class RawPostgres(RawContestant):
         async with self.conn() as conn:
             return await conn.fetchrow("SELECT * FROM bench_items WHERE id = $1", i)
 
-    fetch_one_core = fetch_one
+    async def fetch_one_core(self, i: int) -> Any:
+        # The fair baseline of a Core select(): the caller builds the same construct per
+        # call (its own cost), then the driver runs SQL compiled ahead of time.
+        core_one(i)
+        async with self.conn() as conn:
+            return await conn.fetchrow(self.core_sql, i)
 
     async def fetch_all(self) -> list[Any]:
         async with self.conn() as conn:
             return await conn.fetch(ALL)
+
+    async def fetch_rows(self, sql: str) -> list[Any]:
+        async with self.conn() as conn:
+            return await conn.fetch(sql)
 
     async def insert_tx(self, i: int) -> None:
         async with self.conn() as conn, conn.transaction():
@@ -262,6 +294,9 @@ class RawMySQL(RawContestant):
             "db": u.database,
             "autocommit": True,
         }
+        from sqlalchemy.dialects.mysql import aiomysql as dialect
+
+        self.core_sql = core_sql(dialect.dialect())
         self.aiomysql = aiomysql
         self.ss_cursor = aiomysql.SSCursor
         self.pool = await aiomysql.create_pool(minsize=POOL, maxsize=POOL, **kw)
@@ -285,11 +320,18 @@ class RawMySQL(RawContestant):
         async with self.conn() as conn:
             return await self._run(conn, "SELECT * FROM bench_items WHERE id = %s", (i,), "one")
 
-    fetch_one_core = fetch_one
+    async def fetch_one_core(self, i: int) -> Any:
+        core_one(i)  # the caller's own cost, as for asyncdb (see RawPostgres)
+        async with self.conn() as conn:
+            return await self._run(conn, self.core_sql, (i,), "one")
 
     async def fetch_all(self) -> list[Any]:
         async with self.conn() as conn:
             return list(await self._run(conn, ALL, None, "all"))
+
+    async def fetch_rows(self, sql: str) -> list[Any]:
+        async with self.conn() as conn:
+            return list(await self._run(conn, sql, None, "all"))
 
     async def insert_tx(self, i: int) -> None:
         async with self.conn() as conn:
@@ -328,7 +370,9 @@ class RawSQLite(RawContestant):
 
     async def start(self, url: str) -> None:
         import aiosqlite
+        from sqlalchemy.dialects.sqlite import aiosqlite as dialect
 
+        self.core_sql = core_sql(dialect.dialect())
         self.aiosqlite = aiosqlite
         self.path = url.split(":///", 1)[1]
         self.held_conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -351,10 +395,17 @@ class RawSQLite(RawContestant):
         ):
             return await cur.fetchone()
 
-    fetch_one_core = fetch_one
+    async def fetch_one_core(self, i: int) -> Any:
+        core_one(i)  # the caller's own cost, as for asyncdb (see RawPostgres)
+        async with self.conn() as conn, conn.execute(self.core_sql, (i,)) as cur:
+            return await cur.fetchone()
 
     async def fetch_all(self) -> list[Any]:
         async with self.conn() as conn, conn.execute(ALL) as cur:
+            return list(await cur.fetchall())
+
+    async def fetch_rows(self, sql: str) -> list[Any]:
+        async with self.conn() as conn, conn.execute(sql) as cur:
             return list(await cur.fetchall())
 
     async def insert_tx(self, i: int) -> None:

@@ -3,16 +3,19 @@
     python -m benchmarks.run                      # all backends whose URL is set, 5 rounds
     python -m benchmarks.run --backends postgresql --rounds 7
     python -m benchmarks.run --quick              # fewer operations, 100k-row iterate
+    python -m benchmarks.run --scale --quick      # only the scale of cost (benchmarks/scale.py)
 
 URLs come from ASYNCDB_TEST_POSTGRES_URL / ASYNCDB_TEST_MYSQL_URL (`scripts/servers.sh start`
 prints them); SQLite uses a temporary file. `nox -s bench` starts the servers and runs this.
-Results (markdown table and a PNG of the ratios) go to benchmarks/results/.
+Results (markdown tables, a PNG of the ratios and one of the scale of cost) go to
+benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib.metadata
 import os
@@ -31,6 +34,7 @@ from typing import Any
 from asyncdb import Database
 
 from .contestants import ITEMS, MANY, WRITES, Contestant, contestants
+from .scale import bench_scale, plot_scale, summarize_scale
 
 RESULTS = Path(__file__).parent / "results"
 LOOP = "asyncio"
@@ -44,16 +48,49 @@ class Workload:
     run: Callable[[Contestant, int], Awaitable[list[float]]]
 
 
-def per_op(op: Callable[[Contestant, int], Awaitable[Any]], n: int) -> Any:
-    async def run(c: Contestant, round_: int) -> list[float]:
-        samples = []
-        for i in range(n):
-            start = time.perf_counter()
-            await op(c, i)
-            samples.append(time.perf_counter() - start)
-        return samples
+@dataclass
+class PerOp:
+    """A workload of single timed calls. The contestants take turns call by call (shuffled
+    each time), so a burst of load from elsewhere on the machine hits every layer alike
+    rather than whichever one's block of calls it fell on."""
 
-    return run
+    op: Callable[[Contestant, int], Awaitable[Any]]
+    n: int
+    block: bool = False  # inside each contestant's `async with db.connection():` block
+
+    async def __call__(self, c: Contestant, round_: int) -> list[float]:
+        return (await self.interleaved([c], {}))[c.name]
+
+    async def interleaved(
+        self, players: list[Contestant], failed: dict[str, str]
+    ) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {c.name: [] for c in players}
+        active = players[:]
+        async with contextlib.AsyncExitStack() as stack:
+            if self.block:
+                for c in active:
+                    await stack.enter_async_context(c.block())
+            for i in range(self.n):
+                random.shuffle(active)
+                for c in active[:]:
+                    start = time.perf_counter()
+                    try:
+                        await self.op(c, i)
+                    except Exception as exc:  # a peer that cannot do the workload: report it
+                        failed[c.name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+                        active.remove(c)
+                        continue
+                    samples[c.name].append(time.perf_counter() - start)
+        return {name: values for name, values in samples.items() if name not in failed}
+
+
+def per_op(op: Callable[[Contestant, int], Awaitable[Any]], n: int) -> PerOp:
+    return PerOp(op, n)
+
+
+def in_block(op: Callable[[Contestant, int], Awaitable[Any]], n: int) -> PerOp:
+    """`per_op` inside each contestant's connection block, each call timed alone."""
+    return PerOp(op, n, block=True)
 
 
 def concurrent_batch(tasks: int, repeats: int) -> Any:
@@ -93,8 +130,12 @@ def workloads(quick: bool) -> list[Workload]:
         Workload("concurrent", "5. 200 concurrent 3-statement transactions, pool 20", "µs/tx",
                  concurrent_batch(200, 2 if quick else 4)),
         Workload("iterate", f"6. iterate {rows:,} rows", "ms total", iterate_all(rows)),
-        Workload("fetch_one_core", "7. fetch_one as a SQLAlchemy Core select()", "µs/call",
+        Workload("fetch_one_core", "7. fetch_one as a SQLAlchemy Core select() built per call "
+                 "(raw: the same select() built, its SQL compiled ahead)", "µs/call",
                  per_op(lambda c, i: c.fetch_one_core(i % 1000 + 1), n)),
+        Workload("fetch_one_block", "8. fetch_one inside `async with db.connection():` "
+                 "(layers without such a block: per call)", "µs/call",
+                 in_block(lambda c, i: c.fetch_one(i % 1000 + 1), n)),
     ]  # fmt: skip
 
 
@@ -141,6 +182,15 @@ async def bench_backend(backend: str, url: str, rounds: int, quick: bool) -> dic
                 await c.insert_tx(i)
         for round_ in range(rounds):
             for w in plan:
+                if isinstance(w.run, PerOp):
+                    ready = [c for c in players if (w.key, c.name) not in failed]
+                    why: dict[str, str] = {}
+                    for name, values in (await w.run.interleaved(ready, why)).items():
+                        samples[(w.key, name)] += values
+                    for name, reason in why.items():
+                        failed[(w.key, name)] = reason
+                        samples.pop((w.key, name), None)
+                    continue
                 order = players[:]
                 random.shuffle(order)  # interleaved and shuffled: drift hits everyone alike
                 for c in order:
@@ -184,7 +234,8 @@ def summarize(backend: str, result: dict[str, Any], rounds: int) -> tuple[str, d
             else ("failed" if (w.key, n) in result["failed"] else "—")
             for n in names
         ]
-        ratios[w.key] = {p: medians["asyncdb"] / medians[p] for p in peers if p in medians}
+        ours = medians.get("asyncdb")  # absent if asyncdb failed the workload (reported below)
+        ratios[w.key] = {p: ours / medians[p] for p in peers if p in medians and ours}
         cells += [f"{ratios[w.key][p]:.2f}×" if p in ratios[w.key] else "—" for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     p99 = {
@@ -254,6 +305,10 @@ async def main() -> None:
     parser.add_argument("--backends", default="postgresql,mysql,sqlite")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--scale", action="store_true", help="only the scale-of-cost sweeps (benchmarks/scale.py)"
+    )
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale-of-cost sweeps")
     args = parser.parse_args()
     urls = {
         "postgresql": os.environ.get("ASYNCDB_TEST_POSTGRES_URL"),
@@ -262,30 +317,46 @@ async def main() -> None:
     folder = tempfile.mkdtemp()
     urls["sqlite"] = f"sqlite:///{folder}/bench.sqlite3"
     RESULTS.mkdir(exist_ok=True)
-    report = [
-        "# asyncdb benchmarks",
-        "",
+    header = [
         f"Machine: {machine()}. Event loop: {LOOP} (ASYNCDB_BENCH_LOOP=asyncio to change).",
-        f"Rounds: {args.rounds}, interleaved and shuffled per workload"
-        f"{' (quick mode)' if args.quick else ''}. Medians; ratios are asyncdb's time over the"
-        " other layer's time (below 1.00× asyncdb is faster). Command: `nox -s bench` or "
-        "`python -m benchmarks.run`.",
+        f"Rounds: {args.rounds}{' (quick mode)' if args.quick else ''}; single-call workloads"
+        " interleaved call by call, the others layer by layer, shuffled. Medians; ratios are"
+        " asyncdb's time over the other layer's time (below 1.00× asyncdb is faster)."
+        " Command: `nox -s bench` or `python -m benchmarks.run`.",
         "",
     ]
+    report = ["# asyncdb benchmarks", "", *header]
+    scale_report = ["# asyncdb benchmarks: the scale of cost", "", *header]
     all_ratios = {}
+    scale_results = {}
     for backend in args.backends.split(","):
         url = urls.get(backend)
         if not url:
             raise SystemExit(f"no URL for {backend}: run `scripts/servers.sh start` and export it")
-        print(f"benchmarking {backend} ...", flush=True)
-        result = await bench_backend(backend, url, args.rounds, args.quick)
-        table, all_ratios[backend] = summarize(backend, result, args.rounds)
-        report += [f"## {backend}", "", table, ""]
-        print(f"\n## {backend}\n\n{table}\n", flush=True)
-    if plot(all_ratios, RESULTS / "ratios.png"):
-        report += ["![ratios](ratios.png)", ""]
-    (RESULTS / "latest.md").write_text("\n".join(report))
-    print(f"written: {RESULTS / 'latest.md'}")
+        if not args.scale:
+            print(f"benchmarking {backend} ...", flush=True)
+            result = await bench_backend(backend, url, args.rounds, args.quick)
+            table, all_ratios[backend] = summarize(backend, result, args.rounds)
+            report += [f"## {backend}", "", table, ""]
+            print(f"\n## {backend}\n\n{table}\n", flush=True)
+        if not args.no_scale:
+            print(f"scale of cost on {backend} ...", flush=True)
+            scale_results[backend] = await bench_scale(backend, url, args.rounds, args.quick)
+            table = summarize_scale(scale_results[backend])
+            scale_report += [f"## {backend}: scale of cost", "", table, ""]
+            print(f"\n## {backend}: scale of cost\n\n{table}\n", flush=True)
+    if scale_results:
+        if plot_scale(scale_results, RESULTS / "scale.png"):
+            scale_report += ["![scale](scale.png)", ""]
+        (RESULTS / "scale.md").write_text("\n".join(scale_report))
+        print(f"written: {RESULTS / 'scale.md'}")
+    if all_ratios:
+        if plot(all_ratios, RESULTS / "ratios.png"):
+            report += ["![ratios](ratios.png)", ""]
+        if scale_results:
+            report += ["The scale of cost (fetch_all size, concurrency): [scale.md](scale.md)", ""]
+        (RESULTS / "latest.md").write_text("\n".join(report))
+        print(f"written: {RESULTS / 'latest.md'}")
 
 
 def event_loop_runner() -> tuple[str, Callable[[Any], Any]]:

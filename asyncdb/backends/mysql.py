@@ -298,14 +298,12 @@ class MySQLBackend:
         return None
 
     async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
-        async with raw.cursor(self._cursor) as cursor:
-            # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %.
-            await cursor.execute(sql, tuple(args))
-            # insert_id of this statement's OK packet: 0 unless it generated an id.
-            lastrowid = cursor.lastrowid or None
-            rowcount = cursor.rowcount if cursor.rowcount >= 0 else None
-            row = await cursor.fetchone() if cursor.description else None
-            return ExecuteResult(rowcount, lastrowid, row[0] if row else None)
+        result = await _query(raw, sql, args)
+        # insert_id of this statement's OK packet: 0 unless it generated an id.
+        lastrowid = result.insert_id or None
+        rowcount = result.affected_rows if result.affected_rows >= 0 else None
+        row = result.rows[0] if result.description and result.rows else None
+        return ExecuteResult(rowcount, lastrowid, row[0] if row else None)
 
     async def execute_many(self, raw: Any, sql: str, args: Sequence[Sequence[Any]]) -> None:
         async with raw.cursor(self._cursor) as cursor:
@@ -314,10 +312,9 @@ class MySQLBackend:
     async def fetch(
         self, raw: Any, sql: str, args: Sequence[Any]
     ) -> tuple[list[str], list[RawRow]]:
-        async with raw.cursor(self._cursor) as cursor:
-            await cursor.execute(sql, tuple(args))
-            rows = await cursor.fetchall()
-            return _columns(cursor), rows
+        result = await _query(raw, sql, args)
+        columns = [d[0] for d in result.description] if result.description else []
+        return columns, result.rows or []
 
     async def stream(
         self, raw: Any, sql: str, args: Sequence[Any], batch: int
@@ -546,6 +543,20 @@ def _quiet_cursors(aiomysql: Any) -> tuple[type, type]:
     cursor = type("Cursor", (aiomysql.Cursor,), body)
     stream = type("SSCursor", (aiomysql.SSCursor,), body)
     return cursor, stream
+
+
+async def _query(raw: Any, sql: str, args: Sequence[Any]) -> Any:
+    """Run one statement on the connection's own query path and return its buffered result:
+    what a cursor's execute() does, without building, draining and closing a cursor per
+    statement (a dozen Python calls each time; the warnings query it may send is skipped
+    anyway, see _quiet_cursors)."""
+    # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %, and
+    # raw SQL reaches here with %% too, so the formatting always runs.
+    await raw.query(sql % tuple(_escape(arg, raw) for arg in args))
+    result = raw._result
+    while raw._result is not None and raw._result.has_next:  # multi_statements: drain now,
+        await raw.next_result()  # as closing a cursor would, so the session state is current
+    return result
 
 
 def _escape(value: Any, conn: Any) -> str:
