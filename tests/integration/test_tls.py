@@ -4,34 +4,16 @@ with an asyncdb error."""
 
 from __future__ import annotations
 
-import gc
 import os
 import ssl
 import time
-from collections.abc import Iterator
 
 import pytest
 from conftest import with_driver
 
 from asyncdb import Database, DatabaseError, DatabaseURL
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    # A refused TLS handshake leaves asyncio to close the socket it wrapped on a later turn
-    # of the loop; pytest-asyncio closes each test's loop at once, so now and then (about one
-    # run of this file in ten) that socket reaches the garbage collector during the NEXT test
-    # as an "unclosed transport" warning. Not a leak of asyncdb's (30 failed connects under
-    # asyncio.run leave nothing), so the warning is not an error in this file only.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _collect_in_this_file() -> Iterator[None]:
-    """Collect after each test here, so such a socket is reported (and ignored) in this
-    file rather than during a test of another file."""
-    yield
-    gc.collect()
+pytestmark = pytest.mark.timeout(60)
 
 
 _URLS = {"postgresql": "ASYNCDB_TEST_POSTGRES_TLS_URL", "mysql": "ASYNCDB_TEST_MYSQL_TLS_URL"}
