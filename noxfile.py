@@ -14,6 +14,10 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
+# The supported Pythons, oldest first (the pyproject classifiers and scripts/test.sh name the
+# same ones). `nox -s tests` runs each; `nox -s "tests-3.12"` runs one.
+PYTHONS = ["3.11", "3.12", "3.13"]
+
 
 def _server_env() -> dict[str, str]:
     out = subprocess.run(
@@ -27,14 +31,20 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite on PostgreSQL, MariaDB and SQLite (servers started and stopped here)."""
+    """The whole suite on PostgreSQL, MariaDB and SQLite (servers started and stopped here).
+
+    As in scripts/test.sh, the packaging test and the long soak run on the oldest Python only.
+    """
     session.install("-e", ".[all,test]")
     env = _server_env()
     env["ASYNCDB_REQUIRE_ALL_BACKENDS"] = "1"
+    once = []
+    if session.python != PYTHONS[0]:
+        once = ["--ignore=tests/packaging", "--ignore=tests/integration/test_soak.py"]
     try:
-        session.run("pytest", *session.posargs, env=env)
+        session.run("pytest", *once, *session.posargs, env=env)
     finally:
         if not os.environ.get("ASYNCDB_KEEP_SERVERS"):
             subprocess.run(["bash", "scripts/servers.sh", "stop"], check=False)
