@@ -26,7 +26,8 @@ PYTHONS=${ASYNCDB_PYTHONS:-$DEFAULT_PYTHONS}
 PYTHONS=${PYTHONS//,/ }
 VENV_PREFIX=${ASYNCDB_VENV:-.venv}
 REQUIRE_ALL=0
-if [ "${CI:-}" = "true" ] || [ -n "${ASYNCDB_REQUIRE_ALL_PYTHONS:-}" ]; then REQUIRE_ALL=1; fi
+case "${CI:-}" in "" | 0 | false | False | FALSE | no) ;; *) REQUIRE_ALL=1 ;; esac
+[ -z "${ASYNCDB_REQUIRE_ALL_PYTHONS:-}" ] || REQUIRE_ALL=1
 
 say() { echo "test: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -114,6 +115,7 @@ make_venv() {
     echo "$stamp" >"$venv/.asyncdb-installed"
 }
 
+phase=$SECONDS
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
 VENVS=()
@@ -131,12 +133,15 @@ for i in "${!PIDS[@]}"; do
     fi
 done
 VENV=${VENVS[0]}  # lint and type checks run once, on the first Python's venv
+say "venvs ready: $((SECONDS - phase)) s"
+phase=$SECONDS
 
 eval "$(bash scripts/servers.sh start)"
 if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
     trap 'rm -rf "$LOGS"; bash scripts/servers.sh stop' EXIT
 fi
 export ASYNCDB_REQUIRE_ALL_BACKENDS=1
+say "servers up: $((SECONDS - phase)) s"
 
 PASSED=()
 FAILED=()
@@ -156,9 +161,11 @@ for i in "${!VERSIONS[@]}"; do
 done
 
 # The same gates as `nox -s lint typecheck`, on the venv we already have.
+phase=$SECONDS
 "$VENV/bin/ruff" check asyncdb tests benchmarks examples noxfile.py
 "$VENV/bin/ruff" format --check asyncdb
 "$VENV/bin/mypy" asyncdb
+say "ruff and mypy: $((SECONDS - phase)) s; total: $SECONDS s"
 
 skipped=""
 [ ${#MISSING[@]} -eq 0 ] || skipped="; NOT tested on Python ${MISSING[*]} (not found)"
