@@ -136,7 +136,9 @@ VENV=${VENVS[0]}  # lint and type checks run once, on the first Python's venv
 say "venvs ready: $((SECONDS - phase)) s"
 phase=$SECONDS
 
-eval "$(bash scripts/servers.sh start)"
+# (not `eval "$(...)"`: eval of nothing succeeds, and a failed start must stop here)
+server_env=$(bash scripts/servers.sh start) || die "the servers did not start (see above)"
+eval "$server_env"
 if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
     trap 'rm -rf "$LOGS"; bash scripts/servers.sh stop' EXIT
 fi
