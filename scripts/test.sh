@@ -16,7 +16,8 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k savepoint -x`.
 # ASYNCDB_PYTHONS="3.11" (versions or interpreter paths, space- or comma-separated) runs a
 # subset, for local speed. A Python that cannot be found fails the run under CI=true (or
-# ASYNCDB_REQUIRE_ALL_PYTHONS=1); elsewhere it is skipped with a warning, repeated at the end.
+# ASYNCDB_REQUIRE_ALL_PYTHONS=1, as .ci/run sets); elsewhere it is skipped with a warning,
+# repeated at the end. ASYNCDB_VENV=DIR names the venvs DIR-3.11 and so on (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
