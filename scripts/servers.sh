@@ -98,15 +98,27 @@ saved_port() { cat "$1/port" 2>/dev/null || true; }
 
 # A CA and a server certificate for 127.0.0.1 and localhost, made once; each server gets its
 # own copy of the key, owned by its user with mode 600 (both servers refuse looser keys).
+# The extensions are those of a real CA: Python >= 3.13 verifies with VERIFY_X509_STRICT and
+# rejects a CA without keyUsage or a leaf without authorityKeyIdentifier. Certificates made by
+# an older version of this script (CA without keyUsage) are made again.
 make_certs() {
     mkdir -p "$TLS_DIR"
     chmod 755 "$TLS_DIR"
+    if [ -s "$TLS_DIR/server.crt" ] && ! openssl x509 -in "$TLS_DIR/ca.crt" -noout -ext keyUsage \
+            2>/dev/null | grep -q "Key Usage"; then
+        log "TLS certificates in $TLS_DIR lack the extensions Python 3.13 requires: making new ones"
+        rm -f "$TLS_DIR/server.crt"
+    fi
     if [ ! -s "$TLS_DIR/server.crt" ]; then
         openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=asyncdb test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
             -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
             -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
-        printf "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n" > "$TLS_DIR/ext.cnf"
+        printf "%s\n" "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+            "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" > "$TLS_DIR/ext.cnf"
         openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
             -CAcreateserial -days 3650 -extfile "$TLS_DIR/ext.cnf" -out "$TLS_DIR/server.crt" 2>/dev/null
         chmod 600 "$TLS_DIR/ca.key" "$TLS_DIR/server.key"
@@ -333,6 +345,8 @@ CREATE USER IF NOT EXISTS '$TLS_USER'@'%' IDENTIFIED BY '$DB_PASSWORD' REQUIRE S
 GRANT ALL PRIVILEGES ON $DB_NAME.* TO '$TLS_USER'@'%';
 FLUSH PRIVILEGES;
 SQL
+    # A server that was already running reloads the certificates make_certs may have renewed.
+    mariadb --defaults-file="$MY_DIR/my.cnf" -uroot -e "FLUSH SSL" >/dev/null 2>&1 || true
 }
 
 print_env() {
