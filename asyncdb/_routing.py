@@ -672,17 +672,22 @@ class RoutedConnection(Connection):
             self._router.backend, "reported_role", None
         )
 
-    async def _call(
-        self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
-    ) -> T:
-        result = await super()._call(raw, op, args, limit)
-        if self.role == "replica" and self._reported_role is not None:
-            if self._reported_role(raw) == "primary":
-                # a replica connection whose server stopped being a standby (promoted)
+    def _watching(self, op: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """`op`, followed by a look at the role the server reported on the connection (no
+        I/O): a replica connection whose server stopped being a standby (promoted) starts a
+        rediscovery."""
+        reported = self._reported_role
+        assert reported is not None
+
+        async def watched(raw: Any, *args: Any) -> T:
+            result = await op(raw, *args)
+            if reported(raw) == "primary":
                 node = self._role_pool.node_of(self._pooled)
                 if node is not None and node.role == "replica":
                     self._router.suspect(node)
-        return result
+            return result
+
+        return watched
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f" {self.role}>"
@@ -719,6 +724,8 @@ class RoutedConnection(Connection):
             "timeout": timeout,
             "operation": operation,
         }
+        if self.role == "replica" and self._reported_role is not None:
+            op = self._watching(op)
         if query is None or not query.write or self._levels or self.role != "primary":
             return await run(op, *args, **kw)
         async with self:  # the position is read in the same session (per session on MariaDB)
