@@ -100,7 +100,10 @@ print_env() {
 wait_sync() {
     local p s want
     p=$(port_of "$(primary)"); s=$(port_of "$(standby)")
-    want=$(psql_on "$p" "SELECT pg_current_wal_insert_lsn()")
+    # A WAL record of our own to wait for: on an idle primary the insert position can sit
+    # past a page header that the standby reaches only with the next record (a running-xacts
+    # snapshot, every 15 s), so waiting for pg_current_wal_insert_lsn() could take 15 s.
+    want=$(psql_on "$p" "SELECT pg_logical_emit_message(false, 'asyncdb', 'sync')")
     for _ in $(seq 1 200); do
         [ "$(psql_on "$s" "SELECT pg_last_wal_replay_lsn() >= '$want'::pg_lsn" 2>/dev/null)" = t ] && return 0
         sleep 0.05

@@ -137,35 +137,84 @@ VENV=${VENVS[0]}  # lint and type checks run once, on the first Python's venv
 say "venvs ready: $((SECONDS - phase)) s"
 phase=$SECONDS
 
-# (not `eval "$(...)"`: eval of nothing succeeds, and a failed start must stop here)
-# PostgreSQL, PgBouncer, MariaDB; a PostgreSQL primary + standby; a MariaDB primary + GTID
-# replica and a two-node Galera cluster (~15 s the first time).
-for script in servers.sh replicas.sh replicas-mysql.sh; do
-    server_env=$(bash "scripts/$script" start) || die "scripts/$script did not start (see above)"
-    eval "$server_env"
-done
-if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
-    trap 'rm -rf "$LOGS"; bash scripts/replicas.sh stop; bash scripts/replicas-mysql.sh stop; bash scripts/servers.sh stop' EXIT
+# One server set: PostgreSQL, PgBouncer, MariaDB; a PostgreSQL primary + standby; a MariaDB
+# primary + GTID replica and a two-node Galera cluster (~15 s the first time). Prints the
+# export lines. (Not `eval "$(...)"`: eval of nothing succeeds, and a failed start must stop.)
+SERVER_SCRIPTS="servers.sh replicas.sh replicas-mysql.sh"
+start_servers() {
+    local script out
+    for script in $SERVER_SCRIPTS; do
+        out=$(bash "scripts/$script" start) || { say "scripts/$script did not start"; return 1; }
+        printf '%s\n' "$out"
+    done
+}
+stop_servers() {
+    local script
+    for script in $SERVER_SCRIPTS; do bash "scripts/$script" stop || true; done
+}
+# A second set, in directories of its own (the scripts pick free ports), for the second
+# stream of Pythons; the tests restart and promote servers, so two runs never share a set.
+in_set_b() {
+    ASYNCDB_SERVERS_DIR="${ASYNCDB_SERVERS_DIR:-/tmp/asyncdb-servers}-b" \
+        ASYNCDB_REPLICAS_DIR="${ASYNCDB_REPLICAS_DIR:-/tmp/asyncdb-replicas}-b" \
+        ASYNCDB_REPLICAS_MYSQL_DIR="${ASYNCDB_REPLICAS_MYSQL_DIR:-/tmp/asyncdb-replicas-mysql}-b" \
+        "$@"
+}
+
+env_a=$(start_servers) || die "the servers did not start (see above)"
+STREAMS=1
+[ ${#VERSIONS[@]} -gt 1 ] && STREAMS=2
+if [ $STREAMS -eq 2 ]; then
+    { in_set_b start_servers >"$LOGS/env-b" 2>"$LOGS/servers-b.log"; echo $? >"$LOGS/set-b.rc"; } &
 fi
+if [ -z "${ASYNCDB_KEEP_SERVERS:-}" ]; then
+    trap 'stop_servers; [ $STREAMS -eq 1 ] || in_set_b stop_servers; rm -rf "$LOGS"' EXIT
+fi
+eval "$env_a"
 export ASYNCDB_REQUIRE_ALL_BACKENDS=1
 say "servers up: $((SECONDS - phase)) s"
 
-PASSED=()
-FAILED=()
-for i in "${!VERSIONS[@]}"; do
-    once=()
-    if [ "$i" -gt 0 ]; then
-        once=(--ignore=tests/packaging --ignore=tests/integration/test_soak.py)
-    fi
+# Two streams of Pythons at once, each on its own server set: the first (and third...) here,
+# the second (and fourth...) in the background, its output shown when it ends. The first
+# Python runs everything; the others skip tests/packaging and the soak.
+run_python() { # index
+    local i=$1 start=$SECONDS once=()
+    [ "$i" -eq 0 ] || once=(--ignore=tests/packaging --ignore=tests/integration/test_soak.py)
     say "pytest on Python ${VERSIONS[$i]} ($((i + 1)) of ${#VERSIONS[@]})"
-    start=$SECONDS
-    if "${VENVS[$i]}/bin/python" -m pytest "${once[@]}" "$@"; then
-        PASSED+=("${VERSIONS[$i]}")
+    if "${VENVS[$i]}/bin/python" -m pytest "${once[@]}" "${PYTEST_ARGS[@]}"; then
+        echo "${VERSIONS[$i]}" >>"$LOGS/passed"
     else
-        FAILED+=("${VERSIONS[$i]}")
+        echo "${VERSIONS[$i]}" >>"$LOGS/failed"
     fi
     say "Python ${VERSIONS[$i]}: $((SECONDS - start)) s"
-done
+}
+run_stream() { # first index
+    local i
+    for ((i = $1; i < ${#VERSIONS[@]}; i += STREAMS)); do run_python "$i"; done
+}
+PYTEST_ARGS=("$@")
+if [ $STREAMS -eq 2 ]; then
+    (
+        while [ ! -s "$LOGS/set-b.rc" ]; do sleep 0.5; done
+        cat "$LOGS/servers-b.log" >&2
+        if [ "$(cat "$LOGS/set-b.rc")" != 0 ]; then
+            say "the second server set did not start"
+            echo "${VERSIONS[1]}" >>"$LOGS/failed"
+            exit 1
+        fi
+        eval "$(cat "$LOGS/env-b")"
+        run_stream 1
+    ) >"$LOGS/stream-b.log" 2>&1 &
+    STREAM_B=$!
+fi
+run_stream 0
+if [ $STREAMS -eq 2 ]; then
+    wait $STREAM_B || true
+    say "--- the second stream (Python ${VERSIONS[*]:1:1}...), on its own servers:"
+    cat "$LOGS/stream-b.log" >&2
+fi
+mapfile -t PASSED < <(cat "$LOGS/passed" 2>/dev/null || true)
+mapfile -t FAILED < <(cat "$LOGS/failed" 2>/dev/null || true)
 
 # The same gates as `nox -s lint typecheck`, on the venv we already have.
 phase=$SECONDS
