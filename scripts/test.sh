@@ -5,7 +5,8 @@
 # Creates one venv per Python (.venv-3.11, .venv-3.12, .venv-3.13: asyncdb with all drivers and
 # test tools), starts throwaway PostgreSQL, PgBouncer and MariaDB once with scripts/servers.sh
 # (installing the Debian packages if missing), runs pytest with every backend required on each
-# Python in turn, then ruff and mypy --strict once, and stops the servers
+# Python, two Pythons at a time on two server sets, then ruff and mypy --strict once, and
+# stops the servers
 # (ASYNCDB_KEEP_SERVERS=1 keeps them running).
 #
 # Split: the first Python runs everything; the others skip tests/packaging (it builds the sdist
