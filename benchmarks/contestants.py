@@ -52,6 +52,7 @@ class Contestant:
         """A block that keeps one connection for the calls inside it (`async with
         db.connection():`); nothing for the layers without one (raw held keeps one anyway)."""
         return contextlib.nullcontext()
+
     async def fetch_all(self) -> list[Any]: ...
     async def insert_tx(self, i: int) -> None: ...
     async def savepoint_tx(self, i: int) -> None: ...
@@ -69,7 +70,11 @@ class AsyncdbContestant(Contestant):
         self.db = Database(url, min_size=POOL, max_size=POOL, **self.options)
         await self.db.connect()
 
-        @self.db.transaction()
+        # SQLite: a transaction that reads and then writes takes the write lock at BEGIN
+        # (isolation="immediate"), as the README tells SQLite users to; deferred, it conflicts.
+        tx = {"isolation": "immediate"} if url.startswith("sqlite") else {}
+
+        @self.db.transaction(**tx)
         async def three(i: int) -> None:
             await self.db.fetch_one(ONE, {"id": i % 1000 + 1})
             await self.db.execute(INSERT, {"v": i})
@@ -465,6 +470,9 @@ class RawAsyncmy(RawMySQL):
             "database": u.database,
             "autocommit": True,
         }
+        from sqlalchemy.dialects.mysql import asyncmy as dialect
+
+        self.core_sql = core_sql(dialect.dialect())
         self.ss_cursor = SSCursor
         self.pool = await asyncmy.create_pool(minsize=POOL, maxsize=POOL, **kw)
         self.held_conn = await asyncmy.connect(**kw)

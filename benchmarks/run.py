@@ -216,8 +216,8 @@ async def bench_backend(backend: str, url: str, rounds: int, quick: bool) -> dic
 
 def summarize(backend: str, result: dict[str, Any], rounds: int) -> tuple[str, dict[str, Any]]:
     names = result["names"]
-    peers = [n for n in names if n != "asyncdb"]
-    header = ["workload", *names, *(f"asyncdb / {p}" for p in peers)]
+    pairs = _pairs(names)
+    header = ["workload", *names, *(f"{ours} / {p}" for ours, p in pairs)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ratios: dict[str, dict[str, float]] = {}
     for w in result["plan"]:
@@ -234,9 +234,16 @@ def summarize(backend: str, result: dict[str, Any], rounds: int) -> tuple[str, d
             else ("failed" if (w.key, n) in result["failed"] else "—")
             for n in names
         ]
-        ours = medians.get("asyncdb")  # absent if asyncdb failed the workload (reported below)
-        ratios[w.key] = {p: ours / medians[p] for p in peers if p in medians and ours}
-        cells += [f"{ratios[w.key][p]:.2f}×" if p in ratios[w.key] else "—" for p in peers]
+        # asyncdb absent: it failed the workload (reported below)
+        ratios[w.key] = {
+            f"{ours} / {p}": medians[ours] / medians[p]
+            for ours, p in pairs
+            if p in medians and medians.get(ours)
+        }
+        cells += [
+            f"{ratios[w.key][label]:.2f}×" if label in ratios[w.key] else "—"
+            for label in (f"{ours} / {p}" for ours, p in pairs)
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     p99 = {
         n: statistics.quantiles(result["samples"][("fetch_one", n)], n=100)[98] * 1e6 for n in names
@@ -267,6 +274,17 @@ def machine() -> str:
     )
 
 
+def _pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(asyncdb contestant, the other layer) for each ratio: asyncdb on a driver is compared
+    with the layers on the same driver (asyncmy with asyncmy, the rest with the rest)."""
+
+    def driver(name: str) -> str:
+        return "asyncmy" if "asyncmy" in name else ""
+
+    ours = {driver(n): n for n in names if n in ("asyncdb", "asyncdb asyncmy")}
+    return [(ours[driver(n)], n) for n in names if driver(n) in ours and n != ours[driver(n)]]
+
+
 def plot(all_ratios: dict[str, dict[str, dict[str, float]]], path: Path) -> bool:
     try:
         import matplotlib
@@ -287,7 +305,7 @@ def plot(all_ratios: dict[str, dict[str, dict[str, float]]], path: Path) -> bool
                 [i + j * width for i in range(len(keys))],
                 [ratios[k].get(peer, 0) for k in keys],
                 width,
-                label=f"asyncdb / {peer}",
+                label=peer,
             )
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(
