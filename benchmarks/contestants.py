@@ -285,27 +285,31 @@ class RawPostgres(RawContestant):
 
 
 class RawMySQL(RawContestant):
+    # the driver module, its name for the database argument, and where its SSCursor lives
+    driver = "aiomysql"
+    database_kwarg = "db"
+    cursors = "aiomysql"
+
     async def start(self, url: str) -> None:
-        import aiomysql
+        import importlib
 
         from asyncdb import DatabaseURL
 
+        module = importlib.import_module(self.driver)
+        dialect = importlib.import_module(f"sqlalchemy.dialects.mysql.{self.driver}")
         u = DatabaseURL(url)
         kw = {
             "host": u.hostname,
             "port": u.port,
             "user": u.username,
             "password": u.password,
-            "db": u.database,
+            self.database_kwarg: u.database,
             "autocommit": True,
         }
-        from sqlalchemy.dialects.mysql import aiomysql as dialect
-
         self.core_sql = core_sql(dialect.dialect())
-        self.aiomysql = aiomysql
-        self.ss_cursor = aiomysql.SSCursor
-        self.pool = await aiomysql.create_pool(minsize=POOL, maxsize=POOL, **kw)
-        self.held_conn = await aiomysql.connect(**kw)
+        self.ss_cursor = importlib.import_module(self.cursors).SSCursor
+        self.pool = await module.create_pool(minsize=POOL, maxsize=POOL, **kw)
+        self.held_conn = await module.connect(**kw)
 
     async def stop(self) -> None:
         self.pool.close()
@@ -451,31 +455,13 @@ def _asyncmy_url(url: str) -> str:
 class RawAsyncmy(RawMySQL):
     """asyncmy itself: the same PyMySQL-shaped API as aiomysql, so RawMySQL's workloads."""
 
+    driver = "asyncmy"
+    database_kwarg = "database"
+    cursors = "asyncmy.cursors"
+
     def __init__(self, held: bool) -> None:
         super().__init__(held)
         self.name = "raw asyncmy (held)" if held else "raw asyncmy (pool)"
-
-    async def start(self, url: str) -> None:
-        import asyncmy
-        from asyncmy.cursors import SSCursor
-
-        from asyncdb import DatabaseURL
-
-        u = DatabaseURL(url)
-        kw = {
-            "host": u.hostname,
-            "port": u.port,
-            "user": u.username,
-            "password": u.password,
-            "database": u.database,
-            "autocommit": True,
-        }
-        from sqlalchemy.dialects.mysql import asyncmy as dialect
-
-        self.core_sql = core_sql(dialect.dialect())
-        self.ss_cursor = SSCursor
-        self.pool = await asyncmy.create_pool(minsize=POOL, maxsize=POOL, **kw)
-        self.held_conn = await asyncmy.connect(**kw)
 
 
 class AsyncdbAsyncmyContestant(AsyncdbContestant):
