@@ -80,8 +80,9 @@ class Database:
 
     **Replicas** (PostgreSQL): `replicas="auto"` (every host of the URL, whichever is
     primary) or a list of replica URLs routes reads outside a transaction to a replica and
-    everything else to the primary; `max_replica_lag` (seconds, default 1) and
-    `read_your_writes_wait` (seconds, default 0.2). See `connection(role=...)`,
+    everything else to the primary; `max_replica_lag` (seconds, default 1),
+    `read_your_writes_wait` (seconds, default 0.2) and `replica_check_interval` (seconds
+    between two checks of every host, default 1). See `connection(role=...)`,
     `consistency_token()` and `consistent_with()`.
     """
 
@@ -188,15 +189,8 @@ class Database:
         return Pool(self._backend, **options)
 
     def _new_router(self, options: dict[str, Any]) -> Pool:
-        replicas, backend_options, max_lag, wait = self._routing  # type: ignore[misc]
-        router = Router(
-            self.url,
-            backend_options,
-            replicas,
-            options,
-            max_replica_lag=max_lag,
-            read_your_writes_wait=wait,
-        )
+        replicas, backend_options, timing = self._routing  # type: ignore[misc]
+        router = Router(self.url, backend_options, replicas, options, **timing)
         self._router = router
         self._replica_pool = RolePool(router, "replica", **options)
         return RolePool(router, "primary", **options)
@@ -558,14 +552,20 @@ class Database:
             self._pool = self._new_pool()
 
 
-_ROUTING_OPTIONS = ("replicas", "max_replica_lag", "read_your_writes_wait")
-RoutingOptions = tuple[list[str], dict[str, Any], float, float]
+_ROUTING_OPTIONS = (
+    "replicas",
+    "max_replica_lag",
+    "read_your_writes_wait",
+    "replica_check_interval",
+)
+RoutingOptions = tuple[list[str], dict[str, Any], dict[str, float]]
 
 
 def _routing_options(
     given: dict[str, Any], backend: Backend, backend_options: dict[str, Any]
 ) -> RoutingOptions | None:
-    """Check replicas=, max_replica_lag= and read_your_writes_wait= at Database()."""
+    """Check replicas=, max_replica_lag=, read_your_writes_wait= and
+    replica_check_interval= at Database()."""
     replicas = parse_replicas(given.get("replicas"))
     if replicas is None:
         extra = sorted(set(given) - {"replicas"})
@@ -589,9 +589,16 @@ def _routing_options(
                 f"replica {DatabaseURL(replica)} is not a {backend.url.dialect} URL like the "
                 "database's"
             )
-    max_lag = _seconds("max_replica_lag", given.get("max_replica_lag", 1.0))
-    wait = _seconds("read_your_writes_wait", given.get("read_your_writes_wait", 0.2), zero=True)
-    return replicas, backend_options, max_lag, wait
+    timing = {
+        "max_replica_lag": _seconds("max_replica_lag", given.get("max_replica_lag", 1.0)),
+        "read_your_writes_wait": _seconds(
+            "read_your_writes_wait", given.get("read_your_writes_wait", 0.2), zero=True
+        ),
+        "check_interval": _seconds(
+            "replica_check_interval", given.get("replica_check_interval", 1.0)
+        ),
+    }
+    return replicas, backend_options, timing
 
 
 def _seconds(name: str, value: Any, *, zero: bool = False) -> float:

@@ -46,7 +46,6 @@ REPLICA_METHODS = (
     "replica_lag",
     "readonly_session_sql",
 )
-_MONITOR_INTERVAL = 1.0  # seconds between two checks of every host
 _TAKE_BACK_CHECKS = 2  # a lagging or lost replica is used again after this many good checks
 _HISTORY = 120  # primary positions kept to turn a replica's position into a lag in seconds
 # How often writers look for a new primary while there is none (a failover in progress).
@@ -111,6 +110,7 @@ class Router:
         *,
         max_replica_lag: float,
         read_your_writes_wait: float,
+        check_interval: float = 1.0,
     ) -> None:
         urls = [url.replace(hostname=host, port=port) for host, port in url.hosts] or [url]
         urls += [DatabaseURL(r) for r in replicas]
@@ -124,7 +124,8 @@ class Router:
         self.hooks: Hooks = pool_options["hooks"]
         self.max_replica_lag = max_replica_lag
         self.read_your_writes_wait = read_your_writes_wait
-        self.monitor_interval = _MONITOR_INTERVAL
+        self.monitor_interval = check_interval
+        self.reconnect = pool_options.get("reconnect") or "fail_fast"
         self.reconnect_timeout = float(pool_options.get("reconnect_timeout", 30.0))
         self._user_on_connect: OnConnect | None = pool_options.get("on_connect")
         # node pools never back off themselves: the router decides where to reconnect
@@ -144,14 +145,22 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Ask every host its role (each within its own connect timeout), open the pools."""
+        """Ask every host its role (each within its own connect timeout). With
+        reconnect="backoff" keep asking until one answers or reconnect_timeout has passed,
+        as a single server's pool keeps trying to connect."""
+        backoff = Backoff(self.reconnect_timeout) if self.reconnect == "backoff" else None
         await self._refresh()
-        if all(node.role is None for node in self.nodes):
-            await self.close()
-            raise DisconnectionError(
-                "no host answered: " + ", ".join(node.name for node in self.nodes),
-                backend=self.backend.name,
-            )
+        while all(node.role is None for node in self.nodes):
+            delay = backoff.next_delay() if backoff is not None else None
+            if delay is None:
+                await self.close()
+                raise DisconnectionError(
+                    "no host answered: " + ", ".join(node.name for node in self.nodes),
+                    backend=self.backend.name,
+                )
+            logger.warning("no host answered; asking again in %.2fs", delay)
+            await asyncio.sleep(delay)
+            await self._refresh()
         self._start_monitor()
 
     def _start_monitor(self) -> None:

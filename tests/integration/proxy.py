@@ -19,8 +19,8 @@ class TcpProxy:
         self._muted: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self.cut_done = asyncio.Event()
 
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> TcpProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -9,6 +9,7 @@ import contextvars
 import gc
 import itertools
 import os
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +18,15 @@ from typing import Any
 
 import pytest
 from conftest import _required
+from proxy import TcpProxy
 
-from asyncdb import CommitOutcomeUnknownError, Database, InterfaceError, ReadOnlyError
+from asyncdb import (
+    CommitOutcomeUnknownError,
+    Database,
+    DisconnectionError,
+    InterfaceError,
+    ReadOnlyError,
+)
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,9 +268,9 @@ async def test_read_your_writes_with_replay_paused(pair: Pair, table: str) -> No
 
 
 async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str) -> None:
-    async with Database(pair.url(), replicas="auto", max_replica_lag=0.5) as db:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
+    async with Database(
+        pair.url(), replicas="auto", max_replica_lag=0.5, replica_check_interval=0.2
+    ) as db:
         events = Events(db)
         standby = f"127.0.0.1:{pair.standby}"
         replicas_sh("pause")
@@ -425,7 +433,6 @@ async def test_old_primary_rejoined_as_standby_and_listed_first(failover_pair: P
 
 
 async def test_a_first_host_that_never_answers_is_skipped(pair: Pair) -> None:
-    import socket
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -445,13 +452,45 @@ async def test_a_first_host_that_never_answers_is_skipped(pair: Pair) -> None:
         silent.close()
 
 
+async def test_connect_fails_at_once_when_no_host_answers(pair: Pair) -> None:
+    port = _free_port()
+    url = pair.primary_url.replace(f":{pair.primary}/", f":{port}/")
+    with pytest.raises(DisconnectionError, match=f"no host answered: 127.0.0.1:{port}"):
+        await Database(url, replicas="auto").connect()
+
+
+async def test_connect_with_backoff_waits_until_a_host_answers(pair: Pair) -> None:
+    """reconnect="backoff" covers connect() with replicas= as it does a single server: a
+    worker started before its database keeps asking every host until one answers."""
+    port = _free_port()
+    url = pair.primary_url.replace(f":{pair.primary}/", f":{port}/")
+    db = Database(url, replicas="auto", reconnect="backoff", connect_timeout=1)
+    proxy = TcpProxy("127.0.0.1", pair.primary)
+    connecting = asyncio.create_task(db.connect())
+    try:
+        await asyncio.sleep(1.5)
+        assert not connecting.done()  # nothing listens yet: still asking
+        await proxy.start(port)
+        await asyncio.wait_for(connecting, 30)
+        assert db.pool_stats()["primary"] == f"127.0.0.1:{port}"
+        assert await db.connection(role="primary").fetch_val(PORT) == pair.primary
+    finally:
+        connecting.cancel()
+        await db.disconnect()
+        await proxy.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def test_writes_are_refused_while_two_hosts_claim_to_be_primary(
     failover_pair: Pair,
 ) -> None:
     pair = failover_pair
-    async with Database(pair.url(), replicas="auto") as db:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
+    async with Database(pair.url(), replicas="auto", replica_check_interval=0.2) as db:
         await asyncio.to_thread(replicas_sh, "split")
         await _until(lambda: db.pool_stats()["primary"] is None)
         with pytest.raises(ReadOnlyError, match="more than one host claims to be the primary"):

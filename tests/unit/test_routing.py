@@ -87,3 +87,23 @@ def test_replicas_option() -> None:
         Database(URL + "?target_session_attrs=read-write", replicas="auto")
     with pytest.raises(InterfaceError, match="not a postgresql URL"):
         Database(URL, replicas=["mysql://h/db"])
+    with pytest.raises(InterfaceError, match="max_replica_lag only apply"):
+        Database(URL, max_replica_lag=2)
+
+
+def test_timing_options() -> None:
+    db = Database(URL, replicas="auto", replica_check_interval=0.25, read_your_writes_wait=0)
+    assert db._routing is not None
+    assert db._routing[2] == {
+        "max_replica_lag": 1.0,
+        "read_your_writes_wait": 0.0,
+        "check_interval": 0.25,
+    }
+    for name, value in (
+        ("replica_check_interval", 0),
+        ("replica_check_interval", "soon"),
+        ("max_replica_lag", -1),
+        ("read_your_writes_wait", float("inf")),
+    ):
+        with pytest.raises(InterfaceError, match=name):
+            Database(URL, replicas="auto", **{name: value})
