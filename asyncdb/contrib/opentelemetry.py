@@ -47,7 +47,7 @@ __all__ = ["instrument", "uninstrument"]
 
 _SCOPE = "asyncdb.contrib.opentelemetry"
 _Token = contextvars.Token[otel_context.Context]
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 # The semantic conventions' advice for db.client.operation.duration (seconds).
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 _FETCHES = frozenset({"fetch_all", "fetch_one", "fetch_val", "iterate"})
@@ -228,7 +228,7 @@ class _Instrumentation:
         self._tracer, self._metrics = tracer, metrics
         self._statement_spans, self._transaction_spans = statement_spans, transaction_spans
         self._query_text = query_text
-        url, system = db.url, db.backend_name
+        url, system = db.url, _system(db)
         self._namespace = url.database or None
         base: dict[str, Any] = {"db.system.name": system}
         if self._namespace:
@@ -380,8 +380,18 @@ class _Instrumentation:
             self._metrics.timeouts.add(1, attributes)
 
     def _connect(self, event: str, details: dict[str, Any]) -> None:
+        db = self._db()
+        if db is not None:  # MariaDB or MySQL is known once a server has answered
+            self._base["db.system.name"] = _system(db)
         attributes = {"db.client.connection.pool.name": self.pool_name}
         self._metrics.create_time.record(details["duration"], attributes)
+
+
+def _system(db: Database) -> str:
+    """`db.system.name`: the backend's name, except "mariadb" for a MariaDB server (the
+    conventions name them apart; the server tells which at connect)."""
+    engine = getattr(db._backend, "engine", None)
+    return "mariadb" if engine == "mariadb" else db.backend_name
 
 
 def _end_span(span: trace.Span, error: BaseException | None) -> None:
