@@ -570,7 +570,14 @@ def _galera_covers(replayed: str, wanted: str) -> bool:
 def _read_only(code: int | None, text: str) -> bool:
     # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION. 1290 ER_OPTION_PREVENTS_STATEMENT names
     # the option, which may be another one (--secure-file-priv...): only read-only counts.
-    return code == 1792 or (code == 1290 and ("read-only" in text or "read_only" in text))
+    # 1047 ER_UNKNOWN_COM_ERROR "WSREP has not yet prepared node for application use": a
+    # Galera node that is not ready (joining, out of the primary component, shutting down)
+    # refuses every statement before running it; the work belongs on another node.
+    return (
+        code == 1792
+        or (code == 1290 and ("read-only" in text or "read_only" in text))
+        or (code == 1047 and "wsrep" in text)
+    )
 
 
 def _session_sql(options: dict[str, Any]) -> list[str]:
