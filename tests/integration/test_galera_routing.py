@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import re
 import subprocess
 import time
@@ -249,6 +250,7 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         db._router.monitor_interval = 0.2
         events = Events(db)
         commits: list[int] = []
+        times: list[float] = []
         unknown: list[int] = []
         failed: list[tuple[int, BaseException]] = []
 
@@ -268,12 +270,16 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
                     failed.append((k, exc))
                     continue
                 commits.append(k)
+                times.append(time.monotonic())
                 await asyncio.sleep(0.02)
 
         workers = [asyncio.create_task(worker(w)) for w in range(10)]
         await _until(lambda: len(commits) >= 30)
+        stopping = time.monotonic()
         await asyncio.to_thread(run_script, "galera-stop", "1")
         await asyncio.gather(*workers)
+        after = [t for t in times if t > stopping - 1]
+        pause = max(b - a for a, b in itertools.pairwise(after))
         assert not failed, failed[:3]
         rows = await db.connection(role="primary").fetch_all("SELECT id, port FROM g")
         keys = [row[0] for row in rows]
@@ -285,7 +291,12 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         stats = db.pool_stats()
         assert stats["primary"] == cluster.name(cluster.n2)
         assert stats["hosts"][cluster.name(cluster.n1)]["state"] == "down"
-        print(f"\nwriter stopped: {len(unknown)} outcomes unknown, events {len(events.seen)}")
+        moved = [(d["host"], d["role"]) for e, d in events.seen if e == "role_change"]
+        assert (cluster.name(cluster.n2), "primary") in moved
+        print(
+            f"\nwriter stopped: longest pause between two commits {pause:.3f}s, "
+            f"{len(unknown)} outcomes unknown, {stats['rediscoveries']} rediscoveries"
+        )
         # one synced node: it serves everything
         assert await in_fresh_context(db, PORT) == cluster.n2
 
