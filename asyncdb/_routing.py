@@ -492,7 +492,10 @@ class Router:
         now = time.monotonic()
         checked = list(zip(self.nodes, results, strict=True))
         found = [result[0] for result in results]
-        self.cluster = _galera_cluster(found)
+        cluster = _galera_cluster(found)
+        if cluster != self.cluster and self.cluster is not None:
+            self._history.clear()  # seqnos of another cluster history say nothing of lag
+        self.cluster = cluster
         if self.cluster is not None:
             roles = self._galera_roles(checked)
         else:
