@@ -473,7 +473,7 @@ class MySQLBackend:
         return bool(rows[0][0] == 0)
 
     async def _galera_position(self, raw: Any) -> str:
-        """ "state-uuid:seqno", Galera's own global transaction id: `wsrep_last_committed` is
+        """Galera's own global transaction id, "state-uuid:seqno": `wsrep_last_committed` is
         the cluster-wide seqno of the last transaction this node committed (in seqno order,
         so once a COMMIT has returned it covers that commit), within the state history
         named by `wsrep_local_state_uuid`."""
