@@ -7,6 +7,10 @@ checkout: a Connection needs no change to be routed, and a transaction keeps the
 started on. Roles are never assumed from the URL: they are asked (`server_role`) at connect,
 by the monitor every second, and by one shared rediscovery whenever a write meets a
 read-only server or the primary's connection is lost.
+
+A Galera cluster (every synced node takes writes, and says "primary") is recognised by the
+cluster id all its nodes report: one synced node is the writer (role "primary"), the other
+synced nodes serve reads (role "replica"); see `Router._galera_roles`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from ._hooks import Hooks
 from ._pool import _ABANDONED, OnConnect, Pool, PooledConnection, fork_generation
 from ._url import DatabaseURL
 from .backends import create_backend
-from .backends.base import Backend
+from .backends.base import Backend, ServerRole
 
 __all__ = ["REPLICA_METHODS", "RolePool", "RoutedConnection", "Router", "parse_replicas"]
 
@@ -88,13 +92,21 @@ class Node:
         self.lag: float | None = None
         self.replayed: str | None = None
         self.good_checks = 0
+        self.synced_checks = 0  # a Galera node: rounds in a row it was seen synced
+        self.cluster: str | None = None  # a Galera node: its cluster's id
         self.pool: Pool | None = None
         self.pool_role: str | None = None  # the role its pool's sessions were set up for
         self.monitor_raw: Any = None
 
     def describe(self) -> dict[str, Any]:
         stats = self.pool.stats() if self.pool is not None else {}
-        return {"role": self.role, "state": self.state, "lag": self.lag, **stats}
+        return {
+            "role": self.role,
+            "state": self.state,
+            "lag": self.lag,
+            "cluster": self.cluster,
+            **stats,
+        }
 
 
 class Router:
@@ -133,6 +145,7 @@ class Router:
         self._pool_options.pop("on_connect", None)
         self.primary: Node | None = None
         self.split_brain = False
+        self.cluster: str | None = None  # the id of the Galera cluster the hosts form, if so
         self.fallbacks = 0
         self.rediscoveries = 0  # started by a failure (not counting the monitor's rounds)
         self._history: deque[tuple[float, str]] = deque(maxlen=_HISTORY)
@@ -206,18 +219,20 @@ class Router:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def stats(self) -> dict[str, Any]:
-        """Summed pool counters, plus `hosts` (role, state, lag and counters of each host),
-        `primary` (its name or None), `fallbacks` (reads sent to the primary instead) and
-        `rediscoveries` (of roles, started by a failure)."""
+        """Summed pool counters, plus `hosts` (role, state, lag, Galera cluster id and
+        counters of each host), `primary` (its name or None), `cluster` ("galera" when the
+        hosts form one Galera cluster, else None), `fallbacks` (reads sent to the primary
+        instead) and `rediscoveries` (of roles, started by a failure)."""
         hosts = {node.name: node.describe() for node in self.nodes}
         totals: dict[str, Any] = {}
         for described in hosts.values():
             for name, value in described.items():
-                if name not in ("role", "state", "lag"):
+                if name not in ("role", "state", "lag", "cluster"):
                     totals[name] = totals.get(name, 0) + value
         totals.update(
             hosts=hosts,
             primary=self.primary.name if self.primary is not None else None,
+            cluster="galera" if self.cluster is not None else None,
             fallbacks=self.fallbacks,
             rediscoveries=self.rediscoveries,
         )
@@ -423,7 +438,9 @@ class Router:
             if sep != ":" or name != self.backend.name:
                 raise ValueError
             self.backend.position_covers(position, position)
-        except ValueError:
+            if self._history:  # of the kind this cluster makes (GTID vs Galera on MariaDB)
+                self.backend.position_covers(self._history[-1][1], position)
+        except (ValueError, InterfaceError):
             raise InterfaceError(
                 f"malformed consistency token {token[:60]!r}: expected one made by "
                 f"consistency_token() of a {self.backend.name} database"
@@ -483,12 +500,25 @@ class Router:
         results = await asyncio.gather(*(self._check(node) for node in self.nodes))
         now = time.monotonic()
         checked = list(zip(self.nodes, results, strict=True))
-        primaries = [node for node, (role, _) in checked if role == "primary"]
-        for _node, (role, position) in checked:
+        found = [result[0] for result in results]
+        cluster = _galera_cluster(found)
+        if cluster != self.cluster and self.cluster is not None:
+            self._history.clear()  # seqnos of another cluster history say nothing of lag
+        self.cluster = cluster
+        if self.cluster is not None:
+            roles = self._galera_roles(checked)
+        else:
+            roles = [f.role if f is not None else None for f in found]
+        primaries = [
+            node for node, role in zip(self.nodes, roles, strict=True) if role == "primary"
+        ]
+        for (_node, (_, position)), role in zip(checked, roles, strict=True):
             if role == "primary" and position is not None and len(primaries) == 1:
                 self._history.append((now, position))
-        for node, (role, position) in checked:
+        for (node, (server, position)), role in zip(checked, roles, strict=True):
             self._set_role(node, role)
+            if server is not None:
+                node.cluster = server.cluster
             if role == "replica":
                 self._update_lag(node, position, now)
             elif role is None:
@@ -507,7 +537,46 @@ class Router:
                 old.name if old else None,
             )
 
-    async def _check(self, node: Node) -> tuple[str | None, str | None]:
+    def _galera_roles(
+        self, checked: list[tuple[Node, tuple[ServerRole | None, str | None]]]
+    ) -> list[str | None]:
+        """The roles the router gives the nodes of a Galera cluster: writes go to ONE synced
+        node (two nodes writing the same rows conflict at COMMIT), the first synced one in
+        URL order; the other synced nodes serve reads, with read-only sessions. A node that
+        is not synced (desynced, joining, out of the primary component) serves nothing
+        (role "replica", state "lagging") until it is synced again. Writes move back to an
+        earlier node only once it has been seen synced in _TAKE_BACK_CHECKS rounds in a row,
+        so a node that flaps does not drag the writes along."""
+        synced: list[Node] = []
+        for node, (server, _) in checked:
+            ok = server is not None and server.ready and server.cluster == self.cluster
+            node.synced_checks = node.synced_checks + 1 if ok else 0
+            if ok:
+                synced.append(node)
+        writer = self._pick_writer(synced)
+        roles: list[str | None] = []
+        for node, (server, _) in checked:
+            if server is None:
+                roles.append(None)
+            elif server.cluster is None:
+                roles.append(server.role)  # an asynchronous replica of a node: a replica
+            else:
+                roles.append("primary" if node is writer else "replica")
+        return roles
+
+    def _pick_writer(self, synced: list[Node]) -> Node | None:
+        current = self.primary if self.primary in synced else None
+        for node in synced:
+            if (
+                current is None
+                or node is current
+                or self._monitor is None
+                or node.synced_checks >= _TAKE_BACK_CHECKS
+            ):
+                return node
+        return current
+
+    async def _check(self, node: Node) -> tuple[ServerRole | None, str | None]:
         """(role, position) of a host on its monitor connection; (None, None) if it does not
         answer within its connect timeout."""
         backend = node.backend
@@ -517,11 +586,11 @@ class Router:
                     node.monitor_raw = await backend.connect()
                 raw = node.monitor_raw
                 found = await backend.server_role(raw)
+                if not found.ready:  # a replica not replicating now, a Galera node not synced:
+                    return found, None  # its lag is not known
                 if found.role == "primary":
-                    return found.role, await backend.write_position(raw)
-                if not found.ready:  # a replica not replicating now: its lag is not known
-                    return found.role, None
-                return found.role, await backend.replay_position(raw)
+                    return found, await backend.write_position(raw)
+                return found, await backend.replay_position(raw)
         except asyncio.CancelledError:
             self._drop_monitor_raw(node)
             raise
@@ -559,7 +628,12 @@ class Router:
             # age of the oldest primary position it has not replayed yet.
             lag = 0.0
             for seen, primary_position in self._history:
-                if not backend.position_covers(position, primary_position):
+                try:
+                    covered = backend.position_covers(position, primary_position)
+                except InterfaceError:  # positions of two kinds: its lag is not known
+                    lag = None
+                    break
+                if not covered:
                     lag = now - seen
                     break
         node.lag = lag
@@ -592,6 +666,19 @@ def _later(backend: Backend, current: str | None, new: str) -> str:
     if current is None or not backend.position_covers(current, new):
         return new
     return current
+
+
+def _galera_cluster(found: list[ServerRole | None]) -> str | None:
+    """The id of the one Galera cluster the hosts form, or None. Every host that claims to
+    be a primary must be a node of that cluster (the synced ones must name the same cluster
+    id): two primaries of asynchronous replication, or two clusters, stay a split brain."""
+    nodes = [f for f in found if f is not None and f.cluster is not None]
+    if not nodes or any(f.role == "primary" and f.cluster is None for f in found if f):
+        return None
+    ids = {f.cluster for f in nodes if f.ready}
+    if len(ids) > 1:
+        return None
+    return ids.pop() if ids else nodes[0].cluster
 
 
 def _check_timeout(backend: Backend) -> float:
@@ -750,9 +837,11 @@ class RoutedConnection(Connection):
     async def _note_write(self) -> None:
         """Read the primary's position after a commit; a failure here must not make the
         committed write look failed (reads then may miss it on a lagging replica)."""
+        node = self._role_pool.node_of(self._pooled)
+        backend = node.backend if node is not None else self._router.backend
         try:
             position = await self._run(
-                _Ask(self._router.backend.write_position),
+                _Ask(backend.write_position),
                 "-- asyncdb: write position",
                 check_failed=False,
             )

@@ -13,6 +13,10 @@
 #   scripts/replicas-mysql.sh undemote          SET GLOBAL read_only=0 on the primary
 #   scripts/replicas-mysql.sh stop-replica-sql  STOP SLAVE SQL_THREAD on the replica
 #   scripts/replicas-mysql.sh start-replica-sql START SLAVE SQL_THREAD on the replica
+#   scripts/replicas-mysql.sh galera-stop N     stop Galera node N (1 or 2) gracefully: it
+#                                               leaves the cluster, the other keeps quorum
+#   scripts/replicas-mysql.sh galera-start N    start it again: it rejoins (IST) and the
+#                                               command returns once it is Synced
 #
 # Settings: ASYNCDB_REPLICAS_MYSQL_DIR (/tmp/asyncdb-replicas-mysql), REPL_PRIMARY_PORT
 # (53406), REPL_REPLICA_PORT (53407), GALERA_PORT1 (53408), GALERA_PORT2 (53409) and
@@ -171,6 +175,7 @@ start_galera() {
 galera_node() {
     local n=$1 port=$2 g=$3 ist=$4 sst=$5 addr=$6
     shift 6
+    echo "$g $ist $sst" > "$BASE/$n/galera-ports"
     start_node "$n" "$port" --innodb-autoinc-lock-mode=2 --wsrep-on=ON \
         --wsrep-provider="$GALERA_LIB" --wsrep-cluster-name=asyncdb --wsrep-node-name="$n" \
         --wsrep-node-address="127.0.0.1:$g" --wsrep-cluster-address="$addr" \
@@ -183,6 +188,34 @@ galera_node() {
     done
     tail -n 20 "$BASE/$n/err.log" >&2 || true
     die "$n did not reach Synced"
+}
+
+galera_name() {
+    case "$1" in 1|n1) echo n1 ;; 2|n2) echo n2 ;; *) die "no Galera node '$1' (1 or 2)" ;; esac
+}
+
+# Leave the cluster gracefully (a node killed hard would cost a 2-node cluster its quorum).
+galera_stop() {
+    local n pid
+    n=$(galera_name "$1")
+    pid=$(node_pid "$n")
+    pid_alive "$pid" || return 0
+    mariadb-admin --no-defaults --protocol=socket -S "$BASE/$n/sock" -uroot shutdown
+    for _ in $(seq 1 600); do pid_alive "$pid" || { log "$n stopped"; return 0; }; sleep 0.05; done
+    die "$n did not stop"
+}
+
+# Rejoin through the other node (IST: only the writes it missed).
+galera_start() {
+    local n other g ist sst og
+    n=$(galera_name "$1")
+    node_running "$n" && return 0
+    if [ "$n" = n1 ]; then other=n2; else other=n1; fi
+    need_running "$other"
+    read -r g ist sst < "$BASE/$n/galera-ports"
+    read -r og _ < "$BASE/$other/galera-ports"
+    galera_node "$n" "$(node_port "$n")" "$g" "$ist" "$sst" "gcomm://127.0.0.1:$og"
+    log "$n rejoined (cluster size $(status_var "$n" wsrep_cluster_size))"
 }
 
 stop_all() {
@@ -237,5 +270,7 @@ demote) need_running primary; q primary "SET GLOBAL read_only=1" ;;
 undemote) need_running primary; q primary "SET GLOBAL read_only=0" ;;
 stop-replica-sql) need_running replica; q replica "STOP SLAVE SQL_THREAD" ;;
 start-replica-sql) need_running replica; q replica "START SLAVE SQL_THREAD" ;;
-*) die "usage: $0 start|stop|clean|env|demote|undemote|stop-replica-sql|start-replica-sql" ;;
+galera-stop) galera_stop "${2:-}" ;;
+galera-start) galera_start "${2:-}" ;;
+*) die "usage: $0 start|stop|clean|env|demote|undemote|stop-replica-sql|start-replica-sql|galera-stop N|galera-start N" ;;
 esac

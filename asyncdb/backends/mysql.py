@@ -126,6 +126,8 @@ class MySQLBackend:
         self._session_sql = _session_sql(options)
         # "mysql", "mariadb" or "tidb", from the version string of the latest handshake
         self.engine = "mysql"
+        # a Galera node (wsrep_on), as server_role last saw: its positions are Galera's
+        self.galera = False
 
     # -- the driver adapter: every place where aiomysql and asyncmy differ --------------
 
@@ -390,7 +392,8 @@ class MySQLBackend:
         settings = await self._values(
             raw, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')"
         )
-        if settings.get("wsrep_on", "OFF").upper() == "ON":
+        self.galera = settings.get("wsrep_on", "OFF").upper() == "ON"
+        if self.galera:
             status = await self._values(
                 raw,
                 "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', "
@@ -414,21 +417,38 @@ class MySQLBackend:
 
     async def write_position(self, raw: Any) -> str:
         """This session's last committed GTID (@@last_gtid), or the server's whole binlog
-        position when the session wrote nothing yet."""
+        position when the session wrote nothing yet. On a Galera node: the node's Galera
+        position (see `_galera_position`), which covers a commit this session just made."""
+        if self.galera:
+            return await self._galera_position(raw)
         self._need_mariadb_gtids()
         _, rows = await self.fetch(raw, "SELECT @@last_gtid, @@gtid_binlog_pos", ())
         last, binlog = rows[0]
         return str(last or binlog or "")
 
     async def replay_position(self, raw: Any) -> str | None:
-        """The GTIDs the replica's SQL thread has applied (@@gtid_slave_pos)."""
+        """The GTIDs the replica's SQL thread has applied (@@gtid_slave_pos); on a Galera
+        node, the Galera position it has committed (writes of every node included)."""
+        if self.galera:
+            return await self._galera_position(raw)
         self._need_mariadb_gtids()
         _, rows = await self.fetch(raw, "SELECT @@gtid_slave_pos", ())
         return str(rows[0][0]) if rows[0][0] else None
 
     def position_covers(self, replayed: str, wanted: str) -> bool:
         """Domain by domain: the replica has applied each domain's wanted sequence number.
-        (Sequence numbers grow within a domain whatever server wrote them.)"""
+        (Sequence numbers grow within a domain whatever server wrote them.) Galera
+        positions ("state-uuid:seqno") compare by seqno within one cluster history; a
+        Galera position is never compared with a GTID one (InterfaceError)."""
+        galera = _is_galera(replayed), _is_galera(wanted)
+        if galera == (True, True):
+            return _galera_covers(replayed, wanted)
+        if galera != (False, False):
+            _gtid_set(wanted if galera[0] else replayed)  # a malformed one is named first
+            raise InterfaceError(
+                "cannot compare a Galera position with a MariaDB GTID position: "
+                f"{replayed[:60]!r}, {wanted[:60]!r}"
+            )
         have = _gtid_set(replayed)
         return all(have.get(domain, -1) >= seq for domain, seq in _gtid_set(wanted).items())
 
@@ -451,6 +471,22 @@ class MySQLBackend:
         _gtid_set(wanted)  # a malformed position fails here, clearly
         _, rows = await self.fetch(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", (wanted, timeout))
         return bool(rows[0][0] == 0)
+
+    async def _galera_position(self, raw: Any) -> str:
+        """Galera's own global transaction id, "state-uuid:seqno": `wsrep_last_committed` is
+        the cluster-wide seqno of the last transaction this node committed (in seqno order,
+        so once a COMMIT has returned it covers that commit), within the state history
+        named by `wsrep_local_state_uuid`."""
+        status = await self._values(
+            raw,
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('wsrep_local_state_uuid', 'wsrep_last_committed')",
+        )
+        position = (
+            f"{status.get('wsrep_local_state_uuid', '')}:{status.get('wsrep_last_committed', '')}"
+        )
+        _galera_position_parts(position)  # a node that is not (yet) in a cluster fails here
+        return position
 
     async def _values(self, raw: Any, sql: str) -> dict[str, str]:
         _, rows = await self.fetch(raw, sql, ())
@@ -499,10 +535,49 @@ def _gtid_set(text: str) -> dict[int, int]:
     return seqs
 
 
+def _is_galera(position: str) -> bool:
+    try:
+        _galera_position_parts(position)
+    except InterfaceError:
+        return False
+    return True
+
+
+def _galera_position_parts(position: str) -> tuple[str, int]:
+    """Parse a Galera position "state-uuid:seqno" (seqno -1: nothing committed yet)."""
+    uuid_text, _, seqno = position.rpartition(":")
+    try:
+        uuid.UUID(uuid_text)
+        number = int(seqno)
+        if len(uuid_text) != 36 or not seqno.lstrip("-").isdigit() or number < -1:
+            raise ValueError
+    except ValueError:
+        raise InterfaceError(
+            f"not a Galera position: {position[:60]!r} (expected state-uuid:seqno)"
+        ) from None
+    return uuid_text.lower(), number
+
+
+def _galera_covers(replayed: str, wanted: str) -> bool:
+    """A node has a write once it committed its seqno in the same state history; a
+    position of another history (another cluster, or one bootstrapped anew) is not known to
+    be covered."""
+    have_uuid, have = _galera_position_parts(replayed)
+    want_uuid, want = _galera_position_parts(wanted)
+    return have_uuid == want_uuid and have >= want
+
+
 def _read_only(code: int | None, text: str) -> bool:
     # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION. 1290 ER_OPTION_PREVENTS_STATEMENT names
     # the option, which may be another one (--secure-file-priv...): only read-only counts.
-    return code == 1792 or (code == 1290 and ("read-only" in text or "read_only" in text))
+    # 1047 ER_UNKNOWN_COM_ERROR "WSREP has not yet prepared node for application use": a
+    # Galera node that is not ready (joining, out of the primary component, shutting down)
+    # refuses every statement before running it; the work belongs on another node.
+    return (
+        code == 1792
+        or (code == 1290 and ("read-only" in text or "read_only" in text))
+        or (code == 1047 and "wsrep" in text)
+    )
 
 
 def _session_sql(options: dict[str, Any]) -> list[str]:
