@@ -47,6 +47,7 @@ REPLICA_METHODS = (
     "readonly_session_sql",
 )
 _MONITOR_INTERVAL = 1.0  # seconds between two checks of every host
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}  # for host names without a port
 _TAKE_BACK_CHECKS = 2  # a lagging or lost replica is used again after this many good checks
 _HISTORY = 120  # primary positions kept to turn a replica's position into a lag in seconds
 # How often writers look for a new primary while there is none (a failover in progress).
@@ -83,7 +84,7 @@ class Node:
         self.url = url
         self.backend = backend
         host, port = url.hosts[0] if url.hosts else ("localhost", None)
-        self.name = f"{host}:{port or 5432}"
+        self.name = f"{host}:{port or _DEFAULT_PORTS.get(url.dialect, '')}"
         self.role: str | None = None  # "primary", "replica", None: not known / not answering
         self.state = "down"  # usable, lagging, down (replicas); the primary is "usable"
         self.lag: float | None = None
@@ -411,10 +412,10 @@ class Router:
             return None
         name, sep, position = token.partition(":")
         try:
-            if sep != ":" or name != self.backend.name:
+            if sep != ":" or name != self.backend.name or not position:
                 raise ValueError
             self.backend.position_covers(position, position)
-        except ValueError:
+        except (ValueError, InterfaceError):  # InterfaceError: MariaDB's GTID parser
             raise InterfaceError(
                 f"malformed consistency token {token[:60]!r}: expected one made by "
                 f"consistency_token() of a {self.backend.name} database"
@@ -510,8 +511,8 @@ class Router:
                 found = await backend.server_role(raw)
                 if found.role == "primary":
                     return found.role, await backend.write_position(raw)
-                if not found.ready:  # a replica not replicating now: its lag is not known
-                    return found.role, None
+                # Even a replica not replicating now (MariaDB: a stopped SQL thread) has a
+                # known position: its lag grows with the primary's writes, not at once.
                 return found.role, await backend.replay_position(raw)
         except asyncio.CancelledError:
             self._drop_monitor_raw(node)
