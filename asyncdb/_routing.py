@@ -394,11 +394,15 @@ class Router:
     # -- read-your-writes -----------------------------------------------------------------
 
     def advance(self, position: str) -> None:
-        """Record, for this context, a position the primary reached after its write."""
+        """Record, for this context, a position the primary reached after its write
+        (an empty one, from a MariaDB primary that has logged nothing, waits for nothing)."""
+        if not position:
+            return
         positions = _POSITIONS.get()
         current = positions.get(self.key)
         if current is not None and self.backend.position_covers(current, position):
             return
+        position = _later(self.backend, current, position)
         _POSITIONS.set(MappingProxyType({**positions, self.key: position}))
 
     def token(self) -> str:
@@ -581,9 +585,14 @@ Checkout = tuple["Node", Pool, PooledConnection]
 
 
 def _later(backend: Backend, current: str | None, new: str) -> str:
-    if current is None or not backend.position_covers(current, new):
+    """The position that has both. Positions that neither covers (MariaDB GTIDs of two
+    replication domains) are merged by the backend's optional `merge_positions`."""
+    if current is None or backend.position_covers(new, current):
         return new
-    return current
+    if backend.position_covers(current, new):
+        return current
+    merge: Callable[[str, str], str] | None = getattr(backend, "merge_positions", None)
+    return merge(current, new) if merge is not None else new
 
 
 def _check_timeout(backend: Backend) -> float:

@@ -114,9 +114,7 @@ async def table(pair: Pair) -> str:
         await db.execute(
             "CREATE TABLE r (id INTEGER AUTO_INCREMENT PRIMARY KEY, port INTEGER, note TEXT)"
         )
-        await db.execute(
-            f"CREATE USER IF NOT EXISTS {APP_USER}@'%' IDENTIFIED BY '{APP_PASSWORD}'"
-        )
+        await db.execute(f"CREATE USER IF NOT EXISTS {APP_USER}@'%' IDENTIFIED BY '{APP_PASSWORD}'")
         await db.execute(f"GRANT ALL ON asyncdb_test.* TO {APP_USER}@'%'")
     await wait_for_replica(pair)
     return "r"
@@ -239,9 +237,7 @@ async def test_insert_returning_outside_a_transaction_runs_once_on_the_primary(
 # -- 3. read-your-writes -------------------------------------------------------------------
 
 
-async def test_read_your_writes_with_the_replica_sql_thread_stopped(
-    pair: Pair, table: str
-) -> None:
+async def test_read_your_writes_with_the_replica_sql_thread_stopped(pair: Pair, table: str) -> None:
     async with Database(
         pair.url(), replicas="auto", max_replica_lag=60, read_your_writes_wait=0.3
     ) as db:
@@ -330,7 +326,9 @@ async def test_demoted_primary_refuses_writes_until_undemoted(pair: Pair, table:
             with pytest.raises(ReadOnlyError) as refused:
                 await db.execute("INSERT INTO r (note) VALUES ('refused')")
             assert refused.value.code == 1290
-            await _until(lambda: db.pool_stats()["hosts"][pair.host(pair.primary)]["role"] == "replica")
+            await _until(
+                lambda: db.pool_stats()["hosts"][pair.host(pair.primary)]["role"] == "replica"
+            )
             assert db.pool_stats()["primary"] is None
             assert db.pool_stats()["rediscoveries"] >= 1
             # fail_fast: a write says at once that there is no primary
@@ -391,9 +389,7 @@ async def test_failover_by_promotion_under_concurrent_transactions(
 
     @db.transaction(retry=5, reconnect="backoff")
     async def insert(w: int, i: int) -> None:
-        await db.execute(
-            "INSERT INTO f (w, i, port) VALUES (:w, :i, @@port)", {"w": w, "i": i}
-        )
+        await db.execute("INSERT INTO f (w, i, port) VALUES (:w, :i, @@port)", {"w": w, "i": i})
 
     async def worker(w: int) -> None:
         for i in range(each):
@@ -436,8 +432,10 @@ async def test_failover_by_promotion_under_concurrent_transactions(
         await asyncio.to_thread(run_script, "rejoin")
         old = pair.host(pair.primary)
         await _until(
-            lambda: db.pool_stats()["hosts"][old]["role"] == "replica"
-            and db.pool_stats()["hosts"][old]["state"] == "usable"
+            lambda: (
+                db.pool_stats()["hosts"][old]["role"] == "replica"
+                and db.pool_stats()["hosts"][old]["state"] == "usable"
+            )
         )
         await db.execute("INSERT INTO f (w, i, port) VALUES (-1, 0, @@port)")
         assert await db.fetch_val("SELECT count(*) FROM f") == len(rows) + 1
