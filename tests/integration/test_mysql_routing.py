@@ -448,3 +448,47 @@ async def test_failover_by_promotion_under_concurrent_transactions(
         assert await fresh(db.fetch_val(PORT)) == pair.primary  # the old primary, a replica now
     finally:
         await db.disconnect()
+
+
+async def test_connection_held_on_the_replica_across_a_promotion(
+    failover_pair: Pair, table: str
+) -> None:
+    """MariaDB does not tell a connection its server was promoted (PostgreSQL reports
+    in_hot_standby): the held session stays read-only, and the monitor finds the new roles."""
+    pair = failover_pair
+    async with Database(pair.url(app=True), replicas="auto") as db:
+        assert db._router is not None
+        db._router.monitor_interval = 0.2
+        events = Events(db)
+        async with db.connection(role="replica") as held:
+            assert await held.fetch_val(PORT) == pair.replica
+            await asyncio.to_thread(run_script, "promote")
+            await _until(lambda: db.pool_stats()["primary"] == pair.host(pair.replica))
+            with pytest.raises(ReadOnlyError) as refused:  # refused, never run
+                await held.execute("CREATE TABLE never (x int)")
+            assert refused.value.code == 1792
+            assert await held.fetch_val(PORT) == pair.replica  # still usable for reads
+        assert (
+            "role_change",
+            {
+                "backend": "mysql",
+                "host": pair.host(pair.replica),
+                "role": "primary",
+                "previous": "replica",
+            },
+        ) in events.seen
+        # writes now go to the promoted server; the demoted one, fed by nothing, is not
+        # read from (it is not known to have the writes): reads go to the primary
+        await db.execute("CREATE TABLE IF NOT EXISTS g (x int)")
+        assert await db.connection(role="primary").fetch_val(PORT) == pair.replica
+        assert await fresh(db.fetch_val(PORT)) == pair.replica
+        assert "no_replica" in events.reasons()
+        old = db.pool_stats()["hosts"][pair.host(pair.primary)]
+        assert old["role"] == "replica" and old["state"] != "usable"
+        async with Database(pair.replica_url) as plain:  # the promoted one
+            assert (
+                await plain.fetch_val(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'never'"
+                )
+                == 0
+            )
