@@ -47,9 +47,9 @@ REPLICA_METHODS = (
     "readonly_session_sql",
 )
 _MONITOR_INTERVAL = 1.0  # seconds between two checks of every host
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}  # for host names without a port
 _TAKE_BACK_CHECKS = 2  # a lagging or lost replica is used again after this many good checks
 _HISTORY = 120  # primary positions kept to turn a replica's position into a lag in seconds
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}  # for host names without a port
 # How often writers look for a new primary while there is none (a failover in progress).
 _FAILOVER_POLICY = Retry(attempts=1, initial=0.05, factor=1.5, maximum=0.5, jitter=0.2)
 

@@ -74,21 +74,6 @@ def test_token_parsing() -> None:
         router.parse_token(3)  # type: ignore[arg-type]
 
 
-def test_replicas_option() -> None:
-    assert parse_replicas(None) is None
-    assert parse_replicas("auto") == []
-    assert parse_replicas(["postgresql://h/db"]) == ["postgresql://h/db"]
-    with pytest.raises(InterfaceError, match="replicas must be"):
-        parse_replicas("yes")
-    router = _router()
-    assert [node.name for node in router.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
-    assert "secret" not in repr(router.nodes[0].url)
-    with pytest.raises(InterfaceError, match="target_session_attrs does not apply"):
-        Database(URL + "?target_session_attrs=read-write", replicas="auto")
-    with pytest.raises(InterfaceError, match="not a postgresql URL"):
-        Database(URL, replicas=["mysql://h/db"])
-
-
 def test_mariadb_gtid_tokens_and_host_names() -> None:
     pytest.importorskip("aiomysql")
     router = Router(
@@ -123,3 +108,19 @@ def test_mariadb_gtid_tokens_and_host_names() -> None:
     for bad in ("mysql:", "mysql:0-1", "mysql:a-b-c", "postgresql:0/1", "mysql:0-1-2:3"):
         with pytest.raises(InterfaceError, match="malformed consistency token"):
             router.parse_token(bad)
+
+
+def test_replicas_option() -> None:
+    assert parse_replicas(None) is None
+    assert parse_replicas("auto") == []
+    assert parse_replicas(["postgresql://h/db"]) == ["postgresql://h/db"]
+    with pytest.raises(InterfaceError, match="replicas must be"):
+        parse_replicas("yes")
+    router = _router()
+    assert [node.name for node in router.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert "secret" not in repr(router.nodes[0].url)
+    with pytest.raises(InterfaceError, match="target_session_attrs does not apply"):
+        Database(URL + "?target_session_attrs=read-write", replicas="auto")
+    with pytest.raises(InterfaceError, match="not a postgresql URL"):
+        Database(URL, replicas=["mysql://h/db"])
+
