@@ -123,4 +123,3 @@ def test_replicas_option() -> None:
         Database(URL + "?target_session_attrs=read-write", replicas="auto")
     with pytest.raises(InterfaceError, match="not a postgresql URL"):
         Database(URL, replicas=["mysql://h/db"])
-
