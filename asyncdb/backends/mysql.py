@@ -435,7 +435,11 @@ class MySQLBackend:
     def merge_positions(self, first: str, second: str) -> str:
         """Both positions in one (the router's optional method): per domain, the GTID with
         the higher sequence number. A context whose writes went to two replication domains
-        then waits for both."""
+        then waits for both. Anything but two GTID positions: the second, the newer one."""
+        try:
+            _gtid_set(first), _gtid_set(second)
+        except InterfaceError:
+            return second
         latest: dict[int, tuple[int, str]] = {}
         for item in f"{first},{second}".split(","):
             if item.strip():

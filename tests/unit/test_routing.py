@@ -105,6 +105,9 @@ def test_mariadb_gtid_tokens_and_host_names() -> None:
         "mysql:0-3-25,1-2-5",
     ]
     assert router.parse_token("mysql:0-2-21") == "0-2-21"
+    merge = router.backend.merge_positions  # type: ignore[attr-defined]
+    assert merge("0-1-7,2-1-3", "0-2-9,1-1-1") == "0-2-9,1-1-1,2-1-3"
+    assert merge("0-1-7", "not-a-gtid") == "not-a-gtid"  # not two GTID positions: the newer
     for bad in ("mysql:", "mysql:0-1", "mysql:a-b-c", "postgresql:0/1", "mysql:0-1-2:3"):
         with pytest.raises(InterfaceError, match="malformed consistency token"):
             router.parse_token(bad)
