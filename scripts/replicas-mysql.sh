@@ -27,7 +27,7 @@
 # export lines (ASYNCDB_TEST_MYSQL_PRIMARY_URL, ASYNCDB_TEST_MYSQL_REPLICA_URL,
 # ASYNCDB_TEST_GALERA_URLS comma-separated, ASYNCDB_REPLICAS_MYSQL_DIR); progress goes to
 # stderr. The servers run as the unprivileged mysql user. `start` also makes the primary and
-# replica afresh when a promote left them the other way round.
+# replica afresh when they are not as it made them (a promote left them the other way round).
 set -euo pipefail
 
 BASE=${ASYNCDB_REPLICAS_MYSQL_DIR:-/tmp/asyncdb-replicas-mysql}
@@ -270,7 +270,7 @@ start)
     if all_running && pair_intact; then
         log "reusing the servers in $BASE"
     elif all_running; then
-        log "the primary and replica were left swapped: making them afresh"
+        log "the primary and replica are not as start made them (promoted?): making them afresh"
         reset_pair
     else
         stop_all

@@ -437,7 +437,8 @@ class MySQLBackend:
         the higher sequence number. A context whose writes went to two replication domains
         then waits for both. Anything but two GTID positions: the second, the newer one."""
         try:
-            _gtid_set(first), _gtid_set(second)
+            for position in (first, second):
+                _gtid_set(position)
         except InterfaceError:
             return second
         latest: dict[int, tuple[int, str]] = {}
