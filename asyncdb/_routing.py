@@ -52,6 +52,7 @@ REPLICA_METHODS = (
 )
 _TAKE_BACK_CHECKS = 2  # a lagging or lost replica is used again after this many good checks
 _HISTORY = 120  # primary positions kept to turn a replica's position into a lag in seconds
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}  # for host names without a port
 # How often writers look for a new primary while there is none (a failover in progress).
 _FAILOVER_POLICY = Retry(attempts=1, initial=0.05, factor=1.5, maximum=0.5, jitter=0.2)
 
@@ -86,7 +87,7 @@ class Node:
         self.url = url
         self.backend = backend
         host, port = url.hosts[0] if url.hosts else ("localhost", None)
-        self.name = f"{host}:{port or 5432}"
+        self.name = f"{host}:{port or _DEFAULT_PORTS.get(url.dialect, '')}"
         self.role: str | None = None  # "primary", "replica", None: not known / not answering
         self.state = "down"  # usable, lagging, down (replicas); the primary is "usable"
         self.lag: float | None = None
@@ -417,11 +418,15 @@ class Router:
     # -- read-your-writes -----------------------------------------------------------------
 
     def advance(self, position: str) -> None:
-        """Record, for this context, a position the primary reached after its write."""
+        """Record, for this context, a position the primary reached after its write
+        (an empty one, from a MariaDB primary that has logged nothing, waits for nothing)."""
+        if not position:
+            return
         positions = _POSITIONS.get()
         current = positions.get(self.key)
         if current is not None and self.backend.position_covers(current, position):
             return
+        position = _later(self.backend, current, position)
         _POSITIONS.set(MappingProxyType({**positions, self.key: position}))
 
     def token(self) -> str:
@@ -435,12 +440,12 @@ class Router:
             return None
         name, sep, position = token.partition(":")
         try:
-            if sep != ":" or name != self.backend.name:
+            if sep != ":" or name != self.backend.name or not position:
                 raise ValueError
             self.backend.position_covers(position, position)
             if self._history:  # of the kind this cluster makes (GTID vs Galera on MariaDB)
                 self.backend.position_covers(self._history[-1][1], position)
-        except (ValueError, InterfaceError):
+        except (ValueError, InterfaceError):  # InterfaceError: MariaDB's position parsers
             raise InterfaceError(
                 f"malformed consistency token {token[:60]!r}: expected one made by "
                 f"consistency_token() of a {self.backend.name} database"
@@ -586,10 +591,11 @@ class Router:
                     node.monitor_raw = await backend.connect()
                 raw = node.monitor_raw
                 found = await backend.server_role(raw)
-                if not found.ready:  # a replica not replicating now, a Galera node not synced:
-                    return found, None  # its lag is not known
                 if found.role == "primary":
-                    return found, await backend.write_position(raw)
+                    # a Galera node that is not synced: its position says nothing of lag
+                    return found, (await backend.write_position(raw) if found.ready else None)
+                # Even a replica not replicating now (MariaDB: a stopped SQL thread) has a
+                # known position: its lag grows with the primary's writes, not at once.
                 return found, await backend.replay_position(raw)
         except asyncio.CancelledError:
             self._drop_monitor_raw(node)
@@ -663,9 +669,14 @@ Checkout = tuple["Node", Pool, PooledConnection]
 
 
 def _later(backend: Backend, current: str | None, new: str) -> str:
-    if current is None or not backend.position_covers(current, new):
+    """The position that has both. Positions that neither covers (MariaDB GTIDs of two
+    replication domains) are merged by the backend's optional `merge_positions`."""
+    if current is None or backend.position_covers(new, current):
         return new
-    return current
+    if backend.position_covers(current, new):
+        return current
+    merge: Callable[[str, str], str] | None = getattr(backend, "merge_positions", None)
+    return merge(current, new) if merge is not None else new
 
 
 def _galera_cluster(found: list[ServerRole | None]) -> str | None:

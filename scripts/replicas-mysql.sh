@@ -17,6 +17,12 @@
 #                                               leaves the cluster, the other keeps quorum
 #   scripts/replicas-mysql.sh galera-start N    start it again: it rejoins (IST) and the
 #                                               command returns once it is Synced
+#   scripts/replicas-mysql.sh promote   a switchover: the primary made read-only, the replica
+#                                       (once it has every write) made a writable primary
+#   scripts/replicas-mysql.sh rejoin    the old primary (after promote) made a read-only GTID
+#                                       replica of the promoted one
+#   scripts/replicas-mysql.sh reset     the primary and its replica made afresh, on their
+#                                       ports (the original topology back, after promote)
 #
 # Settings: ASYNCDB_REPLICAS_MYSQL_DIR (/tmp/asyncdb-replicas-mysql), REPL_PRIMARY_PORT
 # (53406), REPL_REPLICA_PORT (53407), GALERA_PORT1 (53408), GALERA_PORT2 (53409) and
@@ -24,7 +30,8 @@
 # A port taken by something else is skipped for the next free one. stdout carries only the
 # export lines (ASYNCDB_TEST_MYSQL_PRIMARY_URL, ASYNCDB_TEST_MYSQL_REPLICA_URL,
 # ASYNCDB_TEST_GALERA_URLS comma-separated, ASYNCDB_REPLICAS_MYSQL_DIR); progress goes to
-# stderr. The servers run as the unprivileged mysql user.
+# stderr. The servers run as the unprivileged mysql user. `start` also makes the primary and
+# replica afresh when they are not as it made them (a promote left them the other way round).
 set -euo pipefail
 
 BASE=${ASYNCDB_REPLICAS_MYSQL_DIR:-/tmp/asyncdb-replicas-mysql}
@@ -136,8 +143,8 @@ GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'%' WITH GRANT OPTION;"
 
 start_replication() {
     local p1 p2
-    free_port "${REPL_PRIMARY_PORT:-53406}"; p1=$PORT
-    free_port "${REPL_REPLICA_PORT:-53407}"; p2=$PORT
+    free_port "${1:-${REPL_PRIMARY_PORT:-53406}}"; p1=$PORT
+    free_port "${2:-${REPL_REPLICA_PORT:-53407}}"; p2=$PORT
     install_db primary
     install_db replica
     local gtid=(--log-bin=bin --gtid-strict-mode=ON --log-slave-updates=ON)
@@ -145,14 +152,9 @@ start_replication() {
     start_node replica "$p2" --server-id=2 "${gtid[@]}" --read-only=ON
     q primary "CREATE USER repl@'127.0.0.1' IDENTIFIED BY 'repl';
                GRANT REPLICATION SLAVE ON *.* TO repl@'127.0.0.1';"
-    q replica "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$p1, MASTER_USER='repl',
-               MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
-               START SLAVE;"
+    follow replica "$p1"
     q primary "$USER_SQL"
-    local pos
-    pos=$(q primary "SELECT @@gtid_binlog_pos")
-    [ "$(q replica "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] \
-        || die "the replica did not catch up (see $BASE/replica/err.log)"
+    caught_up_with replica primary
     log "primary on $p1, GTID replica on $p2"
 }
 
@@ -169,6 +171,21 @@ start_galera() {
     galera_node n2 "$s2" "$g2" "$ist2" "$sst2" "gcomm://127.0.0.1:$g1"
     q n1 "$USER_SQL"
     log "galera nodes on $s1 and $s2 (cluster size $(status_var n2 wsrep_cluster_size))"
+}
+
+# Make node $1 a GTID replica of the server on port $2 and start replicating.
+follow() {
+    q "$1" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$2, MASTER_USER='repl',
+            MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+            START SLAVE;"
+}
+
+# Wait until node $1 has applied every write node $2 has logged.
+caught_up_with() {
+    local pos
+    pos=$(q "$2" "SELECT @@gtid_binlog_pos")
+    [ "$(q "$1" "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] \
+        || die "$1 did not catch up with $2 (see $BASE/$1/err.log)"
 }
 
 # A Galera node: name, sql port, group port, IST port, SST port, cluster address, extra...
@@ -218,9 +235,11 @@ galera_start() {
     log "$n rejoined (cluster size $(status_var "$n" wsrep_cluster_size))"
 }
 
-stop_all() {
+stop_all() { stop_nodes n2 n1 replica primary; }
+
+stop_nodes() {
     local n pid
-    for n in n2 n1 replica primary; do
+    for n in "$@"; do
         pid=$(node_pid "$n")
         pid_alive "$pid" || continue
         kill -TERM "$pid"
@@ -229,6 +248,34 @@ stop_all() {
         log "$n stopped"
     done
     return 0
+}
+
+# One field of node $1's SHOW SLAVE STATUS (empty when it replicates from nothing).
+slave_field() {
+    mariadb --no-defaults --protocol=socket -S "$BASE/$1/sock" -uroot -e "SHOW SLAVE STATUS\G" \
+        2>/dev/null | awk -v f="$2:" '$1 == f {print $2}'
+}
+
+# The primary and replica as `start` made them: the primary writable, the replica read-only
+# and fed by it (not swapped by promote/rejoin).
+pair_intact() {
+    [ "$(q primary "SELECT @@read_only" 2>/dev/null)" = 0 ] \
+        && [ "$(q replica "SELECT @@read_only" 2>/dev/null)" = 1 ] \
+        && [ -z "$(q primary "SHOW SLAVE STATUS" 2>/dev/null)" ] \
+        && [ "$(slave_field replica Master_Port)" = "$(node_port primary)" ]
+}
+
+# The primary and its replica made afresh on the ports they had (the Galera nodes stay).
+reset_pair() {
+    local p1 p2 n
+    p1=$(node_port primary); p2=$(node_port replica)
+    stop_nodes replica primary
+    for n in primary replica; do
+        rm -rf "${BASE:?}/$n"
+        mkdir -p "$BASE/$n/data"
+        chown -R mysql:mysql "$BASE/$n"
+    done
+    start_replication "$p1" "$p2"
 }
 
 all_running() {
@@ -253,8 +300,11 @@ start)
     [ "$(id -u)" -eq 0 ] || die "run as root (servers are started as the mysql user)"
     install_packages
     id mysql >/dev/null 2>&1 || as_root useradd --system --no-create-home --shell /usr/sbin/nologin mysql
-    if all_running; then
+    if all_running && pair_intact; then
         log "reusing the servers in $BASE"
+    elif all_running; then
+        log "the primary and replica are not as start made them (promoted?): making them afresh"
+        reset_pair
     else
         stop_all
         fresh_dirs
@@ -272,5 +322,21 @@ stop-replica-sql) need_running replica; q replica "STOP SLAVE SQL_THREAD" ;;
 start-replica-sql) need_running replica; q replica "START SLAVE SQL_THREAD" ;;
 galera-stop) galera_stop "${2:-}" ;;
 galera-start) galera_start "${2:-}" ;;
-*) die "usage: $0 start|stop|clean|env|demote|undemote|stop-replica-sql|start-replica-sql|galera-stop N|galera-start N" ;;
+promote)
+    need_running primary; need_running replica
+    q primary "SET GLOBAL read_only=1"  # first: nothing commits there any more (but SUPER)
+    caught_up_with replica primary
+    q replica "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0"
+    log "replica promoted; primary read-only"
+    ;;
+rejoin)
+    need_running primary; need_running replica
+    q primary "SET GLOBAL read_only=1; STOP SLAVE; RESET SLAVE ALL;
+               SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos"  # it has all it logged itself
+    follow primary "$(node_port replica)"
+    caught_up_with primary replica
+    log "old primary rejoined as a replica of the promoted one"
+    ;;
+reset) [ -s "$BASE/primary/port" ] || die "no servers in $BASE (run '$0 start')"; reset_pair; print_env ;;
+*) die "usage: $0 start|stop|clean|env|demote|undemote|stop-replica-sql|start-replica-sql|galera-stop N|galera-start N|promote|rejoin|reset" ;;
 esac

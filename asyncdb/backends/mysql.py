@@ -452,6 +452,23 @@ class MySQLBackend:
         have = _gtid_set(replayed)
         return all(have.get(domain, -1) >= seq for domain, seq in _gtid_set(wanted).items())
 
+    def merge_positions(self, first: str, second: str) -> str:
+        """Both positions in one (the router's optional method): per domain, the GTID with
+        the higher sequence number. A context whose writes went to two replication domains
+        then waits for both. Anything but two GTID positions: the second, the newer one."""
+        try:
+            for position in (first, second):
+                _gtid_set(position)
+        except InterfaceError:
+            return second
+        latest: dict[int, tuple[int, str]] = {}
+        for item in f"{first},{second}".split(","):
+            if item.strip():
+                domain, _, seq = item.strip().split("-")
+                if int(seq) >= latest.get(int(domain), (-1, ""))[0]:
+                    latest[int(domain)] = (int(seq), item.strip())
+        return ",".join(gtid for _, (_, gtid) in sorted(latest.items()))
+
     async def replica_lag(self, raw: Any) -> float | None:
         """Seconds_Behind_Master: None on a primary, or while replication is stopped."""
         source = await self._replica_status(raw)

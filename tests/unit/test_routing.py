@@ -74,6 +74,45 @@ def test_token_parsing() -> None:
         router.parse_token(3)  # type: ignore[arg-type]
 
 
+def test_mariadb_gtid_tokens_and_host_names() -> None:
+    pytest.importorskip("aiomysql")
+    router = Router(
+        DatabaseURL("mysql://u:secret@db1,127.0.0.1:3307/db"),
+        {},
+        [],
+        {"hooks": Hooks()},
+        max_replica_lag=1.0,
+        read_your_writes_wait=0.2,
+    )
+    assert [node.name for node in router.nodes] == ["db1:3306", "127.0.0.1:3307"]
+
+    def run() -> list[str]:
+        router.advance("")  # a primary that has logged nothing: nothing to wait for
+        seen = [router.token()]
+        router.advance("1-2-5")
+        router.advance("0-1-20")  # another replication domain: both are waited for
+        seen.append(router.token())
+        router.advance("0-1-10")  # older in every domain: kept as it was
+        seen.append(router.token())
+        router.advance("0-3-25")  # newer in one domain: that domain moves on
+        seen.append(router.token())
+        return seen
+
+    assert contextvars.copy_context().run(run) == [
+        "",
+        "mysql:0-1-20,1-2-5",
+        "mysql:0-1-20,1-2-5",
+        "mysql:0-3-25,1-2-5",
+    ]
+    assert router.parse_token("mysql:0-2-21") == "0-2-21"
+    merge = router.backend.merge_positions  # type: ignore[attr-defined]
+    assert merge("0-1-7,2-1-3", "0-2-9,1-1-1") == "0-2-9,1-1-1,2-1-3"
+    assert merge("0-1-7", "not-a-gtid") == "not-a-gtid"  # not two GTID positions: the newer
+    for bad in ("mysql:", "mysql:0-1", "mysql:a-b-c", "postgresql:0/1", "mysql:0-1-2:3"):
+        with pytest.raises(InterfaceError, match="malformed consistency token"):
+            router.parse_token(bad)
+
+
 def test_replicas_option() -> None:
     assert parse_replicas(None) is None
     assert parse_replicas("auto") == []
