@@ -24,8 +24,8 @@
 #   scripts/replicas-mysql.sh reset     the primary and its replica made afresh, on their
 #                                       ports (the original topology back, after promote)
 #
-# Settings: ASYNCDB_REPLICAS_MYSQL_DIR (/tmp/asyncdb-replicas-mysql), REPL_PRIMARY_PORT
-# (53406), REPL_REPLICA_PORT (53407), GALERA_PORT1 (53408), GALERA_PORT2 (53409) and
+# Settings: ASYNCDB_REPLICAS_MYSQL_DIR (/tmp/asyncdb-replicas-mysql), MARIADB_PRIMARY_PORT
+# (53406), MARIADB_REPLICA_PORT (53407), GALERA_PORT1 (53408), GALERA_PORT2 (53409) and
 # GALERA_BASE_PORT (54567: six ports from there for group communication, IST and SST).
 # A port taken by something else is skipped for the next free one. stdout carries only the
 # export lines (ASYNCDB_TEST_MYSQL_PRIMARY_URL, ASYNCDB_TEST_MYSQL_REPLICA_URL,
@@ -143,8 +143,8 @@ GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'%' WITH GRANT OPTION;"
 
 start_replication() {
     local p1 p2
-    free_port "${1:-${REPL_PRIMARY_PORT:-53406}}"; p1=$PORT
-    free_port "${2:-${REPL_REPLICA_PORT:-53407}}"; p2=$PORT
+    free_port "${1:-${MARIADB_PRIMARY_PORT:-53406}}"; p1=$PORT
+    free_port "${2:-${MARIADB_REPLICA_PORT:-53407}}"; p2=$PORT
     install_db primary
     install_db replica
     local gtid=(--log-bin=bin --gtid-strict-mode=ON --log-slave-updates=ON)
