@@ -78,8 +78,8 @@ class Database:
     Queries are logged at DEBUG on the `asyncdb.query` logger, without their parameters
     unless `log_parameters=True`; `add_hook()` registers callbacks for metrics and tracing.
 
-    **Replicas** (PostgreSQL): `replicas="auto"` (every host of the URL, whichever is
-    primary) or a list of replica URLs routes reads outside a transaction to a replica and
+    **Replicas** (PostgreSQL, MariaDB, Galera): `replicas="auto"` (every host of the URL,
+    whichever is primary) or a list of replica URLs routes reads outside a transaction to a replica and
     everything else to the primary; `max_replica_lag` (seconds, default 1),
     `read_your_writes_wait` (seconds, default 0.2) and `replica_check_interval` (seconds
     between two checks of every host, default 1). See `connection(role=...)`,
@@ -368,7 +368,8 @@ class Database:
     def pool_stats(self) -> dict[str, Any]:
         """Pool counters: size, max_size, idle, in_use, waiting, created, invalidated, recovered,
         resets, requests. With replicas, the sums over all hosts plus `hosts` (each host's
-        role, state, lag in seconds and counters), `primary` and `fallbacks`."""
+        role, state, lag in seconds, Galera cluster id and counters), `primary`, `cluster`
+        ("galera" when the hosts form one Galera cluster), `fallbacks` and `rediscoveries`."""
         if self._pool is None:
             raise InterfaceError("the database is not connected")
         return self._pool.stats()
