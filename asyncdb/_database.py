@@ -79,8 +79,8 @@ class Database:
     unless `log_parameters=True`; `add_hook()` registers callbacks for metrics and tracing.
 
     **Replicas** (PostgreSQL, MariaDB, Galera): `replicas="auto"` (every host of the URL,
-    whichever is primary) or a list of replica URLs routes reads outside a transaction to a replica and
-    everything else to the primary; `max_replica_lag` (seconds, default 1),
+    whichever is primary) or a list of replica URLs routes reads outside a transaction to a
+    replica and everything else to the primary; `max_replica_lag` (seconds, default 1),
     `read_your_writes_wait` (seconds, default 0.2) and `replica_check_interval` (seconds
     between two checks of every host, default 1). See `connection(role=...)`,
     `consistency_token()` and `consistent_with()`.
