@@ -55,6 +55,7 @@ from ._exceptions import (
 from ._listen import check_channel
 from ._pool import Pool, PooledConnection, check_timeout
 from ._records import Record
+from ._wire import WireLock
 from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
 
 if TYPE_CHECKING:
@@ -92,9 +93,11 @@ class Connection:
         self._pooled: PooledConnection | None = None
         self._native_rows = self._backend.record_class is not None
         self._users = 0
-        self._lock = asyncio.Lock()  # one statement on the wire at a time
+        self._lock = WireLock()  # one statement on the wire at a time
+        # The task holding the wire while it runs code of its own (an iteration's loop body,
+        # a COPY callback): the only times it could ask for the wire again itself.
         self._lock_owner: asyncio.Task[Any] | None = None
-        self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
+        self._turn = WireLock()  # held by the context whose transaction owns the connection
         self._turn_owner: Transaction | None = None
         self._gate: asyncio.Lock | None = None  # the backend's writer gate, while we hold it
         self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
@@ -391,6 +394,7 @@ class Connection:
         limit = self._limit(timeout)
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
+            self._lock_owner = asyncio.current_task()  # the loop body runs holding the wire
             self._mark(compiled)
             seen = self._observe("iterate", compiled.sql, args)
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
@@ -444,7 +448,11 @@ class Connection:
     ) -> int:
         """Open a transaction level for `tx`; return its depth (1 = outermost)."""
         if owns_turn:
-            await self._turn.acquire()
+            turn = self._turn
+            if turn.busy or turn.waiters:
+                await turn.acquire()
+            else:
+                turn.busy = True
             self._turn_owner = tx
         self._users += 1
         try:
@@ -894,6 +902,7 @@ class Connection:
         after the transaction level is marked failed (the server failed the COPY)."""
 
         async def op(raw: Any, _description: str) -> int:
+            self._lock_owner = asyncio.current_task()  # callbacks run holding the wire
             try:
                 return await call(raw)
             except CallbackFailed as exc:
@@ -983,7 +992,6 @@ class _Statement:
 
     async def __aenter__(self) -> Any:
         conn = self._conn
-        task = asyncio.current_task()
         owner = conn._turn_owner
         # transaction_stack(conn), inline: this runs for every statement in a transaction
         if owner is not None and owner not in _STACKS.get().get(conn, ()):
@@ -992,16 +1000,16 @@ class _Statement:
             async with conn._turn:
                 pass
         conn._users += 1
-        try:
-            if conn._lock.locked():
-                await conn._lock_for(task)
-            else:
-                await conn._lock.acquire()
-        except BaseException:
-            conn._users -= 1
-            conn._maybe_release()
-            raise
-        conn._lock_owner = task
+        lock = conn._lock
+        if lock.busy or lock.waiters:
+            try:
+                await conn._lock_for(asyncio.current_task())
+            except BaseException:
+                conn._users -= 1
+                conn._maybe_release()
+                raise
+        else:
+            lock.busy = True  # free: WireLock's fast path, inline
         pooled = conn._pooled  # held already: the common case inside a transaction or block
         if pooled is not None:
             return pooled.raw
@@ -1014,7 +1022,10 @@ class _Statement:
     async def __aexit__(self, *exc_info: object) -> None:
         conn = self._conn
         conn._lock_owner = None
-        conn._lock.release()
+        lock = conn._lock
+        lock.busy = False
+        if lock.waiters:
+            lock.wake_next()
         conn._users -= 1
         if conn._users == 0:
             conn._maybe_release()
