@@ -632,7 +632,27 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         try:
-            async with _Statement(self) as raw:  # not kept on self: no reference cycle
+            lock, owner = self._lock, self._turn_owner
+            if (
+                not lock.busy
+                and not lock.waiters
+                and (owner is None or owner in _STACKS.get().get(self, ()))
+            ):
+                # _Statement's common case, inline (no object, no two coroutines per
+                # statement): the wire is free and no other context's transaction owns it
+                self._users += 1
+                lock.busy = True
+                pooled = self._pooled
+                if pooled is None:
+                    try:
+                        pooled = await self._ensure_raw_locked()
+                    except BaseException:
+                        self._leave_wire()
+                        raise
+                raw = pooled.raw
+            else:
+                raw = await _Statement(self).__aenter__()  # not kept on self: no cycle
+            try:
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
@@ -643,10 +663,24 @@ class Connection:
                     return await op(raw, *args)
                 except BaseException as exc:
                     raise self._on_error(exc) from exc
+            finally:
+                self._leave_wire()
         except DataError as exc:
             if query is not None and query.names:
                 _name_arguments(exc, query.names)
             raise
+
+    def _leave_wire(self) -> None:
+        """The end of a statement: free the wire (to the first waiter, if any) and give the
+        connection back to the pool if nothing else holds it."""
+        self._lock_owner = None
+        lock = self._lock
+        lock.busy = False
+        if lock.waiters:
+            lock.wake_next()
+        self._users -= 1
+        if self._users == 0:
+            self._maybe_release()
 
     async def _call(
         self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
@@ -1020,15 +1054,7 @@ class _Statement:
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        conn = self._conn
-        conn._lock_owner = None
-        lock = conn._lock
-        lock.busy = False
-        if lock.waiters:
-            lock.wake_next()
-        conn._users -= 1
-        if conn._users == 0:
-            conn._maybe_release()
+        self._conn._leave_wire()
 
 
 async def _aclose_quietly(stream: Any) -> None:

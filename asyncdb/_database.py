@@ -17,6 +17,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any
 
+from . import _pool
 from ._compile import Compiler, Query
 from ._connection import UNSET, Connection, Timeout, _Unset
 from ._context import transaction_stack
@@ -249,7 +250,8 @@ class Database:
             raise InterfaceError(f'role must be "primary" or "replica", got {role!r}')
         if role == "replica" and self._routed:
             return self._task_connection(self._replica_connections, self._replica_pool)
-        self._check_fork()
+        if self._generation != _pool._fork_generation:  # _check_fork's test, inline
+            self._check_fork()
         if self._pool is None:
             raise InterfaceError("the database is not connected; call 'await db.connect()' first")
         if self._global_connection is not None:
@@ -359,7 +361,8 @@ class Database:
 
             resolve = resolve_routed
         transaction = Transaction(resolve, force_rollback=force_rollback, **options)
-        self._backend.begin_sql(transaction._options)  # a bad isolation name fails here, not later
+        if transaction._options.isolation is not None:
+            self._backend.begin_sql(transaction._options)  # a bad name fails here, not later
         return transaction
 
     def add_hook(self, event: str, callback: Hook) -> None:
