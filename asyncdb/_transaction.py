@@ -8,7 +8,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -90,12 +90,14 @@ class Transaction:
 
     # -- the three ways to use it ------------------------------------------------------------
 
-    async def __aenter__(self) -> Transaction:
+    def __aenter__(self) -> Coroutine[Any, Any, Transaction]:
+        # start()'s coroutine itself, not awaited in a frame of our own: one frame less
+        # resumed at every wait on the wire while the transaction opens
         if self._retry is not None:
             raise InterfaceError(
                 "retry= needs the decorator form: a block cannot be run again, a function can"
             )
-        return await self.start()
+        return self.start()
 
     async def __aexit__(
         self,
@@ -180,21 +182,25 @@ class Transaction:
 
     # -- manual control ------------------------------------------------------------------
 
-    async def start(self) -> Transaction:
-        """Open the transaction (or a savepoint inside the current one) on the connection."""
+    def start(self) -> Coroutine[Any, Any, Transaction]:
+        """Open the transaction (or a savepoint inside the current one) on the connection.
+        (A coroutine: `await tx.start()`; without hooks watching, `_open`'s own.)"""
         if self._depth:
             raise InterfaceError("this transaction is already started; create a new one")
         connection = self._get_connection()
         hooks = connection._pool.hooks
         if hooks.transactions and not self._detached:  # force_rollback's is no one's
-            self._seen = _Observed(hooks, connection, self)
-            try:
-                return await self._open(connection)
-            except BaseException as exc:
-                self._seen.end(None, exc, commit=False)
-                self._seen = None
-                raise
-        return await self._open(connection)
+            return self._open_observed(hooks, connection)
+        return self._open(connection)
+
+    async def _open_observed(self, hooks: Hooks, connection: Connection) -> Transaction:
+        self._seen = _Observed(hooks, connection, self)
+        try:
+            return await self._open(connection)
+        except BaseException as exc:
+            self._seen.end(None, exc, commit=False)
+            self._seen = None
+            raise
 
     async def _open(self, connection: Connection) -> Transaction:
         stack = transaction_stack(connection)
