@@ -622,7 +622,12 @@ class Connection:
         transaction commands, which leave no session state behind and are never bounded:
         a COMMIT cut short would leave its outcome unknown). `operation` names the public
         method for the hooks."""
-        limit = None if timeout is None else self._limit(timeout)
+        if timeout is None:  # asyncdb's own commands: never bounded
+            limit = None
+        elif timeout is UNSET:  # _limit(), inline: not given is the common case
+            limit = self._pool.query_timeout
+        else:
+            limit = self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
         if query is not None and query.write and self._write_gate is not None and self._levels:

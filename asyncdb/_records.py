@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 __all__ = ["Record", "RowMapping", "RowMeta"]
 
@@ -31,32 +31,30 @@ class RowMeta:
         self.processors = tuple(processors) if processors else None
         self._row_class: type[_Row] | None = None
 
-    @property
-    def row_class(self) -> type[_Row]:
+    def _make_row_class(self) -> type[_Row]:
         """A subclass of the row type with this meta as a class attribute, made at first
         use (~10 µs, once per column list of a cached query): its rows are the driver's
         tuples copied by tuple's own constructor, in C, with no Python call per row."""
-        cls = self._row_class
-        if cls is None:
-            cls = self._row_class = type("Record", (_Row,), {"__slots__": (), "_meta": self})
+        cls = self._row_class = type("Record", (_Row,), {"__slots__": (), "_meta": self})
         return cls
 
     def rows(self, raw_rows: Sequence[Sequence[Any]]) -> list[Record]:
         """Wrap driver rows, applying result processors once per value if there are any."""
         processors = self.processors
-        cls = self.row_class
+        cls = self._row_class or self._make_row_class()
+        rows: list[Any]  # of Record (registered, not a nominal subclass); no cast() call
         if processors is None:
             if not raw_rows or type(raw_rows[0]) is tuple:
                 # map() over the class: the whole loop runs in C
-                return cast("list[Record]", list(map(cls, raw_rows)))
+                rows = list(map(cls, raw_rows))
+                return rows
             # by position: a driver record may iterate over its keys rather than its values
             positions = range(len(self.keys))
-            return cast("list[Record]", [cls(map(row.__getitem__, positions)) for row in raw_rows])
+            rows = [cls(map(row.__getitem__, positions)) for row in raw_rows]
+            return rows
         steps = tuple(enumerate(processors))
-        return cast(
-            "list[Record]",
-            [cls(row[i] if p is None else p(row[i]) for i, p in steps) for row in raw_rows],
-        )
+        rows = [cls(row[i] if p is None else p(row[i]) for i, p in steps) for row in raw_rows]
+        return rows
 
 
 class Record(Mapping[str, Any]):
