@@ -11,6 +11,7 @@ functions by call count for that workload (what the remaining gap is made of).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import os
 import pstats
@@ -38,10 +39,13 @@ WORKLOADS: dict[str, Op] = {
     "insert_tx": lambda c, i: c.insert_tx(i),
     "savepoint_tx": lambda c, i: c.savepoint_tx(i),
     "three_statement_tx": lambda c, i: c.three_statement_tx(i),
+    "concurrent_200": lambda c, i: asyncio.gather(
+        *(c.three_statement_tx(i * 200 + k) for k in range(200))
+    ),
     "iterate_10k": lambda c, i: c.iterate("SELECT a.id, b.id AS id2 FROM bench_items a "
                                           "CROSS JOIN bench_items b LIMIT 10000"),
 }  # fmt: skip
-SLOW = {"fetch_all", "iterate_10k"}  # fewer calls of these
+SLOW = {"fetch_all", "iterate_10k", "concurrent_200"}  # fewer calls of these
 
 
 async def count_calls(c: Contestant, op: Op, n: int) -> float:
