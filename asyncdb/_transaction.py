@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ._backoff import Retry
-from ._context import pop_transaction, push_transaction, transaction_stack
+from ._context import _STACKS, pop_transaction, push_transaction, transaction_stack
 from ._exceptions import (
     CommitOutcomeUnknownError,
     ConflictError,
@@ -203,7 +203,7 @@ class Transaction:
             raise
 
     async def _open(self, connection: Connection) -> Transaction:
-        stack = transaction_stack(connection)
+        stack = _STACKS.get().get(connection, ())  # transaction_stack(), inline
         if stack and (self._options.isolation or self._options.readonly):
             raise InterfaceError("isolation and readonly apply to the outermost transaction only")
         if self._detached:
@@ -232,7 +232,7 @@ class Transaction:
         connection = self._connection
         if connection is None or not self._depth:
             raise InterfaceError("this transaction is not active (never started, or already ended)")
-        stack = transaction_stack(connection)
+        stack = _STACKS.get().get(connection, ())  # transaction_stack(), inline
         if stack and stack[-1] is not self and self in stack:
             raise InterfaceError(
                 "transactions ended out of order: end the innermost transaction first"
