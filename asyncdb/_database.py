@@ -35,6 +35,12 @@ from .backends.base import Backend, ExecuteResult
 
 __all__ = ["Database"]
 
+# The running task of each loop, the dict asyncio.current_task() reads on Python 3.11-3.13
+# (None where there is no such dict: current_task() is C there anyway)
+_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
+    asyncio.tasks, "_current_tasks", None
+)
+
 _POOL_OPTIONS = (
     "min_size",
     "max_size",
@@ -256,7 +262,11 @@ class Database:
             raise InterfaceError("the database is not connected; call 'await db.connect()' first")
         if self._global_connection is not None:
             return self._global_connection
-        task = asyncio.current_task()
+        # asyncio.current_task(), inline where it is a Python function (3.11): this runs for
+        # every statement and every transaction
+        task = (
+            _TASKS.get(asyncio.get_running_loop()) if _TASKS is not None else asyncio.current_task()
+        )
         if task is None:
             raise InterfaceError("asyncdb must be used from inside an asyncio task")
         connection = self._connections.get(task)

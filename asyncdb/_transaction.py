@@ -124,15 +124,14 @@ class Transaction:
             if self._retry is None or transaction_stack(self._get_connection()):
                 # Nested in an outer transaction, a conflict or disconnect loses the outer
                 # one too: only whoever owns the outermost transaction may retry.
-                return await self._run_once(func, *args, **kwargs)
+                # The transaction runs in this frame (no helper coroutine resumed at every
+                # wait on the wire).
+                async with self._copy():
+                    return await func(*args, **kwargs)
+                return cast(R, None)  # the function raised Rollback: rolled back quietly
             return await self._run_with_retry(self._retry, func, *args, **kwargs)
 
         return wrapper
-
-    async def _run_once(self, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any) -> R:
-        async with self._copy():
-            return await func(*args, **kwargs)
-        return cast(R, None)  # the function raised Rollback: rolled back quietly
 
     async def _run_with_retry(
         self, retry: Retry, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any
