@@ -509,31 +509,29 @@ class Connection:
             )
 
     async def _end(self, tx: Transaction, depth: int, *, commit: bool) -> None:
-        """Commit or roll back the level `depth` opened by `tx`."""
+        """Commit or roll back the level `depth` opened by `tx`. One frame for the level's
+        end and the connection's bookkeeping: every wait on the wire resumes each frame."""
         try:
-            await self._end_level(depth, commit=commit)
+            name = self._levels[depth - 1]
+            failed = self._failed
+            try:
+                if commit and failed is not None and failed[0] <= depth:
+                    await self._rollback_level(depth, name)
+                    raise self._refusal(committing=True)
+                if commit:
+                    await self._commit_level(depth, name)
+                else:
+                    await self._rollback_level(depth, name)
+            finally:
+                del self._levels[depth - 1 :]
+                if self._failed is not None and (self._failed[0] >= depth or not self._levels):
+                    self._failed = None
         finally:
             self._users -= 1
             self._give_turn(tx)
             if not self._levels:
                 self._leave_gate()
             self._maybe_release()
-
-    async def _end_level(self, depth: int, *, commit: bool) -> None:
-        name = self._levels[depth - 1]
-        failed = self._failed
-        try:
-            if commit and failed is not None and failed[0] <= depth:
-                await self._rollback_level(depth, name)
-                raise self._refusal(committing=True)
-            if commit:
-                await self._commit_level(depth, name)
-            else:
-                await self._rollback_level(depth, name)
-        finally:
-            del self._levels[depth - 1 :]
-            if self._failed is not None and (self._failed[0] >= depth or not self._levels):
-                self._failed = None
 
     async def _commit_level(self, depth: int, name: str | None) -> None:
         if name is not None:
