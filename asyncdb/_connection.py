@@ -55,6 +55,7 @@ from ._exceptions import (
 from ._listen import check_channel
 from ._pool import Pool, PooledConnection, check_timeout
 from ._records import Record
+from ._wire import WireLock
 from .backends.base import Backend, ErrorKind, ErrorScope, ExecuteResult, TransactionOptions
 
 if TYPE_CHECKING:
@@ -92,9 +93,11 @@ class Connection:
         self._pooled: PooledConnection | None = None
         self._native_rows = self._backend.record_class is not None
         self._users = 0
-        self._lock = asyncio.Lock()  # one statement on the wire at a time
+        self._lock = WireLock()  # one statement on the wire at a time
+        # The task holding the wire while it runs code of its own (an iteration's loop body,
+        # a COPY callback): the only times it could ask for the wire again itself.
         self._lock_owner: asyncio.Task[Any] | None = None
-        self._turn = asyncio.Lock()  # held by the context whose transaction owns the connection
+        self._turn = WireLock()  # held by the context whose transaction owns the connection
         self._turn_owner: Transaction | None = None
         self._gate: asyncio.Lock | None = None  # the backend's writer gate, while we hold it
         self._write_gate: tuple[asyncio.Lock, float] | None = None  # to take at the first write
@@ -391,6 +394,7 @@ class Connection:
         limit = self._limit(timeout)
         compiled, args = self._compiler.compile(query, values)
         async with self._statement() as raw:
+            self._lock_owner = asyncio.current_task()  # the loop body runs holding the wire
             self._mark(compiled)
             seen = self._observe("iterate", compiled.sql, args)
             stream = self._backend.stream(raw, compiled.sql, args, _ITERATE_BATCH)
@@ -444,7 +448,11 @@ class Connection:
     ) -> int:
         """Open a transaction level for `tx`; return its depth (1 = outermost)."""
         if owns_turn:
-            await self._turn.acquire()
+            turn = self._turn
+            if turn.busy or turn.waiters:
+                await turn.acquire()
+            else:
+                turn.busy = True
             self._turn_owner = tx
         self._users += 1
         try:
@@ -501,31 +509,29 @@ class Connection:
             )
 
     async def _end(self, tx: Transaction, depth: int, *, commit: bool) -> None:
-        """Commit or roll back the level `depth` opened by `tx`."""
+        """Commit or roll back the level `depth` opened by `tx`. One frame for the level's
+        end and the connection's bookkeeping: every wait on the wire resumes each frame."""
         try:
-            await self._end_level(depth, commit=commit)
+            name = self._levels[depth - 1]
+            failed = self._failed
+            try:
+                if commit and failed is not None and failed[0] <= depth:
+                    await self._rollback_level(depth, name)
+                    raise self._refusal(committing=True)
+                if commit:
+                    await self._commit_level(depth, name)
+                else:
+                    await self._rollback_level(depth, name)
+            finally:
+                del self._levels[depth - 1 :]
+                if self._failed is not None and (self._failed[0] >= depth or not self._levels):
+                    self._failed = None
         finally:
             self._users -= 1
             self._give_turn(tx)
             if not self._levels:
                 self._leave_gate()
             self._maybe_release()
-
-    async def _end_level(self, depth: int, *, commit: bool) -> None:
-        name = self._levels[depth - 1]
-        failed = self._failed
-        try:
-            if commit and failed is not None and failed[0] <= depth:
-                await self._rollback_level(depth, name)
-                raise self._refusal(committing=True)
-            if commit:
-                await self._commit_level(depth, name)
-            else:
-                await self._rollback_level(depth, name)
-        finally:
-            del self._levels[depth - 1 :]
-            if self._failed is not None and (self._failed[0] >= depth or not self._levels):
-                self._failed = None
 
     async def _commit_level(self, depth: int, name: str | None) -> None:
         if name is not None:
@@ -614,7 +620,12 @@ class Connection:
         transaction commands, which leave no session state behind and are never bounded:
         a COMMIT cut short would leave its outcome unknown). `operation` names the public
         method for the hooks."""
-        limit = None if timeout is None else self._limit(timeout)
+        if timeout is None:  # asyncdb's own commands: never bounded
+            limit = None
+        elif timeout is UNSET:  # _limit(), inline: not given is the common case
+            limit = self._pool.query_timeout
+        else:
+            limit = self._limit(timeout)
         if check_failed and self._failed is not None:
             raise self._refusal()
         if query is not None and query.write and self._write_gate is not None and self._levels:
@@ -624,7 +635,27 @@ class Connection:
         hooks = self._pool.hooks
         observed = hooks.queries or logger.isEnabledFor(logging.DEBUG)
         try:
-            async with _Statement(self) as raw:  # not kept on self: no reference cycle
+            lock, owner = self._lock, self._turn_owner
+            if (
+                not lock.busy
+                and not lock.waiters
+                and (owner is None or owner in _STACKS.get().get(self, ()))
+            ):
+                # _Statement's common case, inline (no object, no two coroutines per
+                # statement): the wire is free and no other context's transaction owns it
+                self._users += 1
+                lock.busy = True
+                pooled = self._pooled
+                if pooled is None:
+                    try:
+                        pooled = await self._ensure_raw_locked()
+                    except BaseException:
+                        self._leave_wire()
+                        raise
+                raw = pooled.raw
+            else:
+                raw = await _Statement(self).__aenter__()  # not kept on self: no cycle
+            try:
                 if (query is not None and query.dirty) or self._pool.reset_always:
                     self._mark(None)
                 if observed:
@@ -635,10 +666,24 @@ class Connection:
                     return await op(raw, *args)
                 except BaseException as exc:
                     raise self._on_error(exc) from exc
+            finally:
+                self._leave_wire()
         except DataError as exc:
             if query is not None and query.names:
                 _name_arguments(exc, query.names)
             raise
+
+    def _leave_wire(self) -> None:
+        """The end of a statement: free the wire (to the first waiter, if any) and give the
+        connection back to the pool if nothing else holds it."""
+        self._lock_owner = None
+        lock = self._lock
+        lock.busy = False
+        if lock.waiters:
+            lock.wake_next()
+        self._users -= 1
+        if self._users == 0:
+            self._maybe_release()
 
     async def _call(
         self, raw: Any, op: Callable[..., Awaitable[T]], args: tuple[Any, ...], limit: float | None
@@ -894,6 +939,7 @@ class Connection:
         after the transaction level is marked failed (the server failed the COPY)."""
 
         async def op(raw: Any, _description: str) -> int:
+            self._lock_owner = asyncio.current_task()  # callbacks run holding the wire
             try:
                 return await call(raw)
             except CallbackFailed as exc:
@@ -983,7 +1029,6 @@ class _Statement:
 
     async def __aenter__(self) -> Any:
         conn = self._conn
-        task = asyncio.current_task()
         owner = conn._turn_owner
         # transaction_stack(conn), inline: this runs for every statement in a transaction
         if owner is not None and owner not in _STACKS.get().get(conn, ()):
@@ -992,16 +1037,16 @@ class _Statement:
             async with conn._turn:
                 pass
         conn._users += 1
-        try:
-            if conn._lock.locked():
-                await conn._lock_for(task)
-            else:
-                await conn._lock.acquire()
-        except BaseException:
-            conn._users -= 1
-            conn._maybe_release()
-            raise
-        conn._lock_owner = task
+        lock = conn._lock
+        if lock.busy or lock.waiters:
+            try:
+                await conn._lock_for(asyncio.current_task())
+            except BaseException:
+                conn._users -= 1
+                conn._maybe_release()
+                raise
+        else:
+            lock.busy = True  # free: WireLock's fast path, inline
         pooled = conn._pooled  # held already: the common case inside a transaction or block
         if pooled is not None:
             return pooled.raw
@@ -1012,12 +1057,7 @@ class _Statement:
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        conn = self._conn
-        conn._lock_owner = None
-        conn._lock.release()
-        conn._users -= 1
-        if conn._users == 0:
-            conn._maybe_release()
+        self._conn._leave_wire()
 
 
 async def _aclose_quietly(stream: Any) -> None:

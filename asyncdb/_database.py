@@ -17,6 +17,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any
 
+from . import _pool
 from ._compile import Compiler, Query
 from ._connection import UNSET, Connection, Timeout, _Unset
 from ._context import transaction_stack
@@ -33,6 +34,12 @@ from .backends._common import parse_bool
 from .backends.base import Backend, ExecuteResult
 
 __all__ = ["Database"]
+
+# The running task of each loop, the dict asyncio.current_task() reads on Python 3.11-3.13
+# (None where there is no such dict: current_task() is C there anyway)
+_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
+    asyncio.tasks, "_current_tasks", None
+)
 
 _POOL_OPTIONS = (
     "min_size",
@@ -243,12 +250,17 @@ class Database:
             raise InterfaceError(f'role must be "primary" or "replica", got {role!r}')
         if role == "replica" and self._routed:
             return self._task_connection(self._replica_connections, self._replica_pool)
-        self._check_fork()
+        if self._generation != _pool._fork_generation:  # _check_fork's test, inline
+            self._check_fork()
         if self._pool is None:
             raise InterfaceError("the database is not connected; call 'await db.connect()' first")
         if self._global_connection is not None:
             return self._global_connection
-        task = asyncio.current_task()
+        # asyncio.current_task(), inline where it is a Python function (3.11): this runs for
+        # every statement and every transaction
+        task = (
+            _TASKS.get(asyncio.get_running_loop()) if _TASKS is not None else asyncio.current_task()
+        )
         if task is None:
             raise InterfaceError("asyncdb must be used from inside an asyncio task")
         connection = self._connections.get(task)
@@ -353,7 +365,8 @@ class Database:
 
             resolve = resolve_routed
         transaction = Transaction(resolve, force_rollback=force_rollback, **options)
-        self._backend.begin_sql(transaction._options)  # a bad isolation name fails here, not later
+        if transaction._options.isolation is not None:
+            self._backend.begin_sql(transaction._options)  # a bad name fails here, not later
         return transaction
 
     def add_hook(self, event: str, callback: Hook) -> None:

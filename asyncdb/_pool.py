@@ -198,10 +198,13 @@ class Pool:
         """Take a connection, waiting in line for one if the pool is at its size.
 
         `reconnect` overrides the pool's mode for the connections this call has to open."""
-        self._check_fork()
+        if self._generation != _fork_generation:  # _check_fork's test, inline
+            self._check_fork()
         if self._closed:
             raise InterfaceError(f"{self.name} is closed")
-        self._check_loop()
+        loop = self._loop
+        if loop is None or loop is not asyncio.get_running_loop():  # _check_loop's, inline
+            self._check_loop()
         self._stats["requests"] += 1
         if self._idle and not self._waiters:
             conn: PooledConnection | None = self._idle.pop()
@@ -210,16 +213,33 @@ class Pool:
             conn = None
         else:
             conn = await self._wait()
-        ready = await self._check_out(conn, reconnect or self.reconnect)
+        if conn is not None and self._ready(conn):
+            ready = conn  # nothing to do: no _check_out coroutine
+        else:
+            ready = await self._check_out(conn, reconnect or self.reconnect)
         self._in_use.add(ready)
         return ready
+
+    def _ready(self, conn: PooledConnection) -> bool:
+        """Whether an idle connection can be handed out as it is: not past its lifetime, not
+        known dead, not idle long enough to need a ping (else `_check_out` sees to it)."""
+        lifetime, ping = self.max_lifetime, self.pre_ping_idle
+        if lifetime is None and ping is None:
+            return not self.backend.is_closed(conn.raw)
+        now = time.monotonic()
+        return (
+            (lifetime is None or now - conn.created <= lifetime)
+            and (ping is None or now - conn.last_used <= ping)
+            and not self.backend.is_closed(conn.raw)
+        )
 
     def release(
         self, conn: PooledConnection, *, discard: bool = False, interrupted: bool = False
     ) -> None:
         """Give a connection back; `discard=True` when its state is unknown, `interrupted=True`
         when a call on it was cancelled half-way. Never blocks."""
-        self._check_fork()
+        if self._generation != _fork_generation:  # _check_fork's test, inline
+            self._check_fork()
         self._in_use.discard(conn)
         if conn.generation != _fork_generation:
             self._abandon(conn)

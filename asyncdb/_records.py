@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import repeat
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Record", "RowMapping", "RowMeta"]
 
 
 class RowMeta:
-    """What all rows of one result share: column names, their positions, result processors."""
+    """What all rows of one result share: column names, their positions, result processors,
+    and the row class that carries them."""
 
-    __slots__ = ("by_object", "index", "keys", "processors")
+    __slots__ = ("_row_class", "by_object", "index", "keys", "processors")
 
     def __init__(
         self,
@@ -29,45 +29,65 @@ class RowMeta:
         for i, key in enumerate(self.keys):
             self.index.setdefault(key, i)
         self.processors = tuple(processors) if processors else None
+        self._row_class: type[_Row] | None = None
+
+    def _make_row_class(self) -> type[_Row]:
+        """A subclass of the row type with this meta as a class attribute, made at first
+        use (~10 µs, once per column list of a cached query): its rows are the driver's
+        tuples copied by tuple's own constructor, in C, with no Python call per row."""
+        cls = self._row_class = type("Record", (_Row,), {"__slots__": (), "_meta": self})
+        return cls
 
     def rows(self, raw_rows: Sequence[Sequence[Any]]) -> list[Record]:
         """Wrap driver rows, applying result processors once per value if there are any."""
         processors = self.processors
+        cls = self._row_class or self._make_row_class()
+        rows: list[Any]  # of Record (registered, not a nominal subclass); no cast() call
         if processors is None:
-            # map() rather than a comprehension: the loop runs in C (~15% less per row)
-            return list(map(Record, repeat(self, len(raw_rows)), raw_rows))
-        # by position: a driver record may iterate over its keys rather than its values
+            if not raw_rows or type(raw_rows[0]) is tuple:
+                # map() over the class: the whole loop runs in C
+                rows = list(map(cls, raw_rows))
+                return rows
+            # by position: a driver record may iterate over its keys rather than its values
+            positions = range(len(self.keys))
+            rows = [cls(map(row.__getitem__, positions)) for row in raw_rows]
+            return rows
         steps = tuple(enumerate(processors))
-        return [
-            Record(self, tuple(row[i] if p is None else p(row[i]) for i, p in steps))
-            for row in raw_rows
-        ]
+        rows = [cls(row[i] if p is None else p(row[i]) for i, p in steps) for row in raw_rows]
+        return rows
 
 
 class Record(Mapping[str, Any]):
     """A result row: `row["name"]`, `row[0]`, `row.name`, `dict(row)`, `row._mapping`.
 
-    It wraps the driver's own row without copying it. It is a Mapping, as in encode/databases:
-    iterating yields the column names; `row.values()` or `tuple(row.values())` gives the values.
+    It is a Mapping, as in encode/databases: iterating yields the column names;
+    `row.values()` or `tuple(row.values())` gives the values. The rows asyncdb builds are
+    tuples of the values underneath (PostgreSQL's are asyncpg's own records); both are
+    instances of this class.
     """
 
-    __slots__ = ("_meta", "_values")
+    __slots__ = ()
 
-    def __init__(self, meta: RowMeta, values: Sequence[Any]) -> None:
-        self._meta = meta
-        self._values = values
+
+class _Row(tuple[Any, ...]):
+    """The rows asyncdb builds: a tuple of the values, with the column names and positions
+    shared by every row of a result on a per-result subclass (`RowMeta.row_class`). A tuple
+    so that wrapping a driver row costs no Python call; the Mapping behaviour is Record's."""
+
+    __slots__ = ()
+    _meta: ClassVar[RowMeta]
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             try:
-                return self._values[self._meta.index[key]]
+                return tuple.__getitem__(self, self._meta.index[key])
             except KeyError:
                 raise KeyError(f"no column named {key!r} in this row") from None
         if isinstance(key, int | slice):
-            return self._values[key]
+            return tuple.__getitem__(self, key)
         position = self._meta.by_object.get(id(key))
         if position is not None:
-            return self._values[position]
+            return tuple.__getitem__(self, position)
         name = getattr(key, "name", None)  # a SQLAlchemy column or label
         if isinstance(name, str):
             return self[name]
@@ -75,21 +95,22 @@ class Record(Mapping[str, Any]):
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self._values[self._meta.index[name]]
+            return tuple.__getitem__(self, self._meta.index[name])
         except KeyError:
             raise AttributeError(f"row has no column named {name!r}") from None
 
+    # tuple's own methods must not hide columns of these names (`SELECT count(*) AS count`)
+    count = property(lambda self: self.__getattr__("count"))
+    index = property(lambda self: self.__getattr__("index"))
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._meta.keys)
-
-    def __len__(self) -> int:
-        return len(self._meta.keys)
 
     def __contains__(self, key: object) -> bool:
         return key in self._meta.index
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Record):
+        if isinstance(other, _Row):
             return bool(self._meta.keys == other._meta.keys and self.values() == other.values())
         if isinstance(other, tuple):
             return bool(self.values() == other)
@@ -97,16 +118,24 @@ class Record(Mapping[str, Any]):
             return dict(self.items()) == dict(other)
         return NotImplemented
 
-    def __hash__(self) -> int:
-        return hash(self.values())
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__  # the hash of its values, as `hash(row.values())`
+    __reversed__ = None  # type: ignore[assignment]  # a Mapping: no order of keys to reverse
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def keys(self) -> Any:
         return self._meta.keys
 
     def values(self) -> Any:
-        values = self._values
-        return tuple(values[i] for i in range(len(self._meta.keys)))  # by position: a driver
-        # record may iterate over its keys
+        return tuple.__getitem__(self, slice(None))  # a plain tuple of the values
 
     def items(self) -> Any:
         return tuple(zip(self._meta.keys, self.values(), strict=True))
@@ -118,6 +147,18 @@ class Record(Mapping[str, Any]):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.items())
         return f"<Record {inner}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the class is made at run time: pickle the names and values, rebuild on load
+        return _rebuild, (self._meta.keys, self.values())
+
+
+def _rebuild(keys: tuple[str, ...], values: tuple[Any, ...]) -> Record:
+    """An unpickled row (the values are already processed: no result processors)."""
+    return RowMeta(keys).rows([values])[0]
+
+
+Record.register(_Row)
 
 
 class RowMapping(Mapping[str, Any]):

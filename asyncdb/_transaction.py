@@ -8,12 +8,12 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ._backoff import Retry
-from ._context import pop_transaction, push_transaction, transaction_stack
+from ._context import _STACKS, pop_transaction, push_transaction, transaction_stack
 from ._exceptions import (
     CommitOutcomeUnknownError,
     ConflictError,
@@ -90,12 +90,14 @@ class Transaction:
 
     # -- the three ways to use it ------------------------------------------------------------
 
-    async def __aenter__(self) -> Transaction:
+    def __aenter__(self) -> Coroutine[Any, Any, Transaction]:
+        # start()'s coroutine itself, not awaited in a frame of our own: one frame less
+        # resumed at every wait on the wire while the transaction opens
         if self._retry is not None:
             raise InterfaceError(
                 "retry= needs the decorator form: a block cannot be run again, a function can"
             )
-        return await self.start()
+        return self.start()
 
     async def __aexit__(
         self,
@@ -122,15 +124,14 @@ class Transaction:
             if self._retry is None or transaction_stack(self._get_connection()):
                 # Nested in an outer transaction, a conflict or disconnect loses the outer
                 # one too: only whoever owns the outermost transaction may retry.
-                return await self._run_once(func, *args, **kwargs)
+                # The transaction runs in this frame (no helper coroutine resumed at every
+                # wait on the wire).
+                async with self._copy():
+                    return await func(*args, **kwargs)
+                return cast(R, None)  # the function raised Rollback: rolled back quietly
             return await self._run_with_retry(self._retry, func, *args, **kwargs)
 
         return wrapper
-
-    async def _run_once(self, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any) -> R:
-        async with self._copy():
-            return await func(*args, **kwargs)
-        return cast(R, None)  # the function raised Rollback: rolled back quietly
 
     async def _run_with_retry(
         self, retry: Retry, func: Callable[P, Awaitable[R]], *args: Any, **kwargs: Any
@@ -180,24 +181,28 @@ class Transaction:
 
     # -- manual control ------------------------------------------------------------------
 
-    async def start(self) -> Transaction:
-        """Open the transaction (or a savepoint inside the current one) on the connection."""
+    def start(self) -> Coroutine[Any, Any, Transaction]:
+        """Open the transaction (or a savepoint inside the current one) on the connection.
+        (A coroutine: `await tx.start()`; without hooks watching, `_open`'s own.)"""
         if self._depth:
             raise InterfaceError("this transaction is already started; create a new one")
         connection = self._get_connection()
         hooks = connection._pool.hooks
         if hooks.transactions and not self._detached:  # force_rollback's is no one's
-            self._seen = _Observed(hooks, connection, self)
-            try:
-                return await self._open(connection)
-            except BaseException as exc:
-                self._seen.end(None, exc, commit=False)
-                self._seen = None
-                raise
-        return await self._open(connection)
+            return self._open_observed(hooks, connection)
+        return self._open(connection)
+
+    async def _open_observed(self, hooks: Hooks, connection: Connection) -> Transaction:
+        self._seen = _Observed(hooks, connection, self)
+        try:
+            return await self._open(connection)
+        except BaseException as exc:
+            self._seen.end(None, exc, commit=False)
+            self._seen = None
+            raise
 
     async def _open(self, connection: Connection) -> Transaction:
-        stack = transaction_stack(connection)
+        stack = _STACKS.get().get(connection, ())  # transaction_stack(), inline
         if stack and (self._options.isolation or self._options.readonly):
             raise InterfaceError("isolation and readonly apply to the outermost transaction only")
         if self._detached:
@@ -226,7 +231,7 @@ class Transaction:
         connection = self._connection
         if connection is None or not self._depth:
             raise InterfaceError("this transaction is not active (never started, or already ended)")
-        stack = transaction_stack(connection)
+        stack = _STACKS.get().get(connection, ())  # transaction_stack(), inline
         if stack and stack[-1] is not self and self in stack:
             raise InterfaceError(
                 "transactions ended out of order: end the innermost transaction first"

@@ -370,7 +370,8 @@ class RawMySQL(RawContestant):
         async with self.conn() as conn, conn.cursor(self.ss_cursor) as cur:
             await cur.execute(sql)
             while rows := await cur.fetchmany(1000):
-                n += len(rows)
+                for _ in rows:  # each row visited, as every other layer's loop does
+                    n += 1
         return n
 
 

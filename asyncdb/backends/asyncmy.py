@@ -100,7 +100,11 @@ def _quiet_connection(asyncmy: Any) -> type:
 
 def _flow_controlled(connection: Any) -> type:
     """asyncmy's protocol, pausing the transport while `_HIGH_WATER` bytes wait unread and
-    resuming it whenever the reader has to wait for more (so it can never wait forever)."""
+    resuming it whenever the reader has to wait for more (so it can never wait forever).
+
+    While paused the protocol's class is the paused variant, whose `wait_for_data` resumes
+    reading and switches back; the rest of the time the driver's own `wait_for_data` runs,
+    in C, with no Python frame resumed at every wait on the wire."""
     base: Any = connection._MySQLProtocol
 
     def buffer_updated(self: Any, nbytes: int) -> None:
@@ -108,13 +112,15 @@ def _flow_controlled(connection: Any) -> type:
         transport = self.transport
         if transport is not None and self.length - self.pos > _HIGH_WATER:
             transport.pause_reading()
+            self.__class__ = paused
 
     async def wait_for_data(self: Any, need: int) -> None:
+        self.__class__ = running
         transport = self.transport
         if transport is not None:
-            transport.resume_reading()  # a no-op unless paused
+            transport.resume_reading()
         await base.wait_for_data(self, need)
 
-    body = {"buffer_updated": buffer_updated, "wait_for_data": wait_for_data}
-    cls: type = type("FlowControlledProtocol", (base,), body)
-    return cls
+    running: type = type("FlowControlledProtocol", (base,), {"buffer_updated": buffer_updated})
+    paused: type = type("PausedProtocol", (running,), {"wait_for_data": wait_for_data})
+    return running

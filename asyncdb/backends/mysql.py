@@ -13,7 +13,7 @@ import datetime
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -294,13 +294,27 @@ class MySQLBackend:
     async def ping(self, raw: Any) -> None:
         await raw.ping(reconnect=False)
 
-    async def command(self, raw: Any, sql: str) -> str | None:
-        # BEGIN/COMMIT/SAVEPOINT return no rows: skip the cursor, as aiomysql's commit() does
-        await raw.query(sql)
-        return None
+    def command(self, raw: Any, sql: str) -> Coroutine[Any, Any, str | None]:
+        """BEGIN/COMMIT/SAVEPOINT return no rows: skip the cursor, as aiomysql's commit()
+        does. The driver's own coroutine, handed back rather than awaited in a frame of its
+        own (resumed at every wait on the wire); what it returns (a row count) is no status
+        tag and nobody reads it."""
+        query: Coroutine[Any, Any, str | None] = raw.query(sql)  # no cast(): a call
+        return query
+
+    # execute() and fetch() run the statement on the connection's own query path and read its
+    # buffered result: what a cursor's execute() does, without building, draining and closing
+    # a cursor per statement (a dozen Python calls; the warnings query it may send is skipped
+    # anyway, see _quiet_cursors), and in the method's own frame, not a helper's (one frame
+    # less resumed at every wait on the wire). PyMySQL %-formats only when args is not None;
+    # SQLAlchemy doubled every literal %, and raw SQL reaches here with %% too, so the
+    # formatting always runs.
 
     async def execute(self, raw: Any, sql: str, args: Sequence[Any]) -> ExecuteResult:
-        result = await _query(raw, sql, args)
+        await raw.query(sql % tuple(_escape(arg, raw) for arg in args))
+        result = raw._result
+        if result.has_next:
+            await _drain(raw)
         # insert_id of this statement's OK packet: 0 unless it generated an id.
         lastrowid = result.insert_id or None
         rowcount = result.affected_rows if result.affected_rows >= 0 else None
@@ -314,7 +328,10 @@ class MySQLBackend:
     async def fetch(
         self, raw: Any, sql: str, args: Sequence[Any]
     ) -> tuple[list[str], list[RawRow]]:
-        result = await _query(raw, sql, args)
+        await raw.query(sql % tuple(_escape(arg, raw) for arg in args))
+        result = raw._result
+        if result.has_next:
+            await _drain(raw)
         columns = [d[0] for d in result.description] if result.description else []
         return columns, result.rows or []
 
@@ -637,18 +654,11 @@ def _quiet_cursors(aiomysql: Any) -> tuple[type, type]:
     return cursor, stream
 
 
-async def _query(raw: Any, sql: str, args: Sequence[Any]) -> Any:
-    """Run one statement on the connection's own query path and return its buffered result:
-    what a cursor's execute() does, without building, draining and closing a cursor per
-    statement (a dozen Python calls each time; the warnings query it may send is skipped
-    anyway, see _quiet_cursors)."""
-    # PyMySQL %-formats only when args is not None; SQLAlchemy doubled every literal %, and
-    # raw SQL reaches here with %% too, so the formatting always runs.
-    await raw.query(sql % tuple(_escape(arg, raw) for arg in args))
-    result = raw._result
-    while raw._result is not None and raw._result.has_next:  # multi_statements: drain now,
-        await raw.next_result()  # as closing a cursor would, so the session state is current
-    return result
+async def _drain(raw: Any) -> None:
+    """multi_statements: read the further results now, as closing a cursor would, so that
+    the session state is current when the statement returns."""
+    while raw._result is not None and raw._result.has_next:
+        await raw.next_result()
 
 
 def _escape(value: Any, conn: Any) -> str:
