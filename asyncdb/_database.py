@@ -35,11 +35,23 @@ from .backends.base import Backend, ExecuteResult
 
 __all__ = ["Database"]
 
-# The running task of each loop, the dict asyncio.current_task() reads on Python 3.11-3.13
-# (None where there is no such dict: current_task() is C there anyway)
-_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
-    asyncio.tasks, "_current_tasks", None
-)
+
+def _running_tasks() -> dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None:
+    """The dict of each loop's running task that asyncio.current_task() reads (a Python
+    function on 3.11, so reading the dict saves a call per statement), or None. Used only
+    when asyncio's C module keeps the running task in that very dict (3.11-3.13): a Python
+    that keeps it elsewhere (3.14 keeps it per thread) leaves the dict empty, and reading
+    it there would find no task at all."""
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    try:
+        import _asyncio
+    except ImportError:  # asyncio in pure Python: current_task() reads this dict
+        return tasks if isinstance(tasks, dict) else None
+    same = getattr(_asyncio, "_current_tasks", None) is tasks
+    return tasks if same and isinstance(tasks, dict) else None
+
+
+_TASKS = _running_tasks()
 
 _POOL_OPTIONS = (
     "min_size",
