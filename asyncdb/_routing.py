@@ -147,6 +147,7 @@ class Router:
         self.primary: Node | None = None
         self.split_brain = False
         self.cluster: str | None = None  # the id of the Galera cluster the hosts form, if so
+        self._warned_node_local = False
         self.fallbacks = 0
         self.rediscoveries = 0  # started by a failure (not counting the monitor's rounds)
         self._history: deque[tuple[float, str]] = deque(maxlen=_HISTORY)
@@ -369,6 +370,18 @@ class Router:
         self.fallbacks += 1
         self.hooks.emit("routing_fallback", backend=self.backend.name, reason=reason)
         return await self.acquire_primary(reconnect)
+
+    def warn_node_local(self, sql: str) -> None:
+        """A named lock taken on one Galera node does not exist on the others, and the next
+        statement may run on another node: say so once per Database (the statement runs)."""
+        if self._warned_node_local or "get_lock" not in sql.lower():
+            return
+        self._warned_node_local = True
+        logger.warning(
+            "GET_LOCK() locks on one Galera node only, and with replicas= the next statement "
+            "may run on another node: hold one connection (db.connection(role='primary')) "
+            "for the lock and the work, or let conflicting writes retry (retry=)"
+        )
 
     def note_misrouted_write(self) -> None:
         self.fallbacks += 1
@@ -833,6 +846,8 @@ class RoutedConnection(Connection):
         }
         if self.role == "replica" and self._reported_role is not None:
             op = self._watching(op)
+        if query is not None and query.dirty and self._router.cluster is not None:
+            self._router.warn_node_local(query.sql)
         if query is None or not query.write or self._levels or self.role != "primary":
             return await run(op, *args, **kw)
         async with self:  # the position is read in the same session (per session on MariaDB)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import logging
 import re
 import subprocess
 import time
@@ -388,3 +389,17 @@ async def test_a_gtid_primary_and_a_galera_node_are_a_split_brain(cluster: Clust
         assert set(roles.values()) == {"primary"}
         with pytest.raises(ReadOnlyError, match="more than one host claims to be the primary"):
             await db.execute("CREATE TABLE IF NOT EXISTS never (x int)")
+
+
+async def test_get_lock_through_the_router_warns_once(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GET_LOCK() locks on one node only: through the router the user is told, once."""
+    caplog.set_level(logging.WARNING, logger="asyncdb.routing")
+    async with Database(cluster.url, replicas="auto") as db:
+        async with db.connection(role="primary") as conn:
+            for _ in range(2):
+                assert await conn.fetch_val("SELECT GET_LOCK('asyncdb_galera', 0)") == 1
+                assert await conn.fetch_val("SELECT RELEASE_LOCK('asyncdb_galera')") == 1
+    warned = [r for r in caplog.records if "GET_LOCK() locks on one Galera node" in r.message]
+    assert len(warned) == 1
