@@ -70,11 +70,15 @@ create_pair() {
     bin=$(bindir)
     [ -x "$bin/initdb" ] || die "PostgreSQL is not installed (run scripts/servers.sh start first)"
     pg_stop node1; pg_stop node2
+    # a pair made afresh keeps its ports (tests that reset it hold its URLs)
+    local old1 old2
+    old1=$(cat "$BASE/node1.port" 2>/dev/null || true)
+    old2=$(cat "$BASE/node2.port" 2>/dev/null || true)
     rm -rf "$BASE"
     mkdir -p "$BASE"
     chown postgres:postgres "$BASE"
-    p1=$(free_port "${REPL_PRIMARY_PORT:-55441}")
-    p2=$(free_port "${REPL_STANDBY_PORT:-55442}")
+    p1=$(free_port "${old1:-${REPL_PRIMARY_PORT:-55441}}")
+    p2=$(free_port "${old2:-${REPL_STANDBY_PORT:-55442}}")
     [ "$p2" != "$p1" ] || p2=$(free_port $((p1 + 1)))
     echo "$p1" > "$BASE/node1.port"
     echo "$p2" > "$BASE/node2.port"
