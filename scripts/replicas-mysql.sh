@@ -26,7 +26,8 @@
 #
 # Settings: ASYNCDB_REPLICAS_MYSQL_DIR (/tmp/asyncdb-replicas-mysql), MARIADB_PRIMARY_PORT
 # (53406), MARIADB_REPLICA_PORT (53407), GALERA_PORT1 (53408), GALERA_PORT2 (53409) and
-# GALERA_BASE_PORT (54567: six ports from there for group communication, IST and SST).
+# GALERA_BASE_PORT (62567: six ports from there for group communication, IST and SST,
+# skipping those another cluster of this script claimed in $TMPDIR/asyncdb-galera-ports).
 # A port taken by something else is skipped for the next free one. stdout carries only the
 # export lines (ASYNCDB_TEST_MYSQL_PRIMARY_URL, ASYNCDB_TEST_MYSQL_REPLICA_URL,
 # ASYNCDB_TEST_GALERA_URLS comma-separated, ASYNCDB_REPLICAS_MYSQL_DIR); progress goes to
@@ -158,14 +159,37 @@ start_replication() {
     log "primary on $p1, GTID replica on $p2"
 }
 
+# Galera's IST and SST ports listen only during a state transfer, so probing cannot see
+# that another cluster of ours owns them: every cluster this script starts writes its ports
+# to one file of claims, and a new cluster skips the ports other live clusters claimed (a
+# node that rejoins later must find its IST port free, or it cannot join).
+GALERA_CLAIMS=${TMPDIR:-/tmp}/asyncdb-galera-ports
+claim_galera_ports() { # ports...
+    local dir ports line
+    touch "$GALERA_CLAIMS"
+    while read -r dir ports; do
+        [ -n "$dir" ] && [ "$dir" != "$BASE" ] && [ -d "$dir" ] || continue
+        TAKEN="$TAKEN$ports "
+    done < "$GALERA_CLAIMS"
+}
+record_galera_ports() { # ports...
+    local rest
+    rest=$(grep -v "^$BASE " "$GALERA_CLAIMS" 2>/dev/null || true)
+    { [ -z "$rest" ] || printf '%s\n' "$rest"; echo "$BASE $*"; } > "$GALERA_CLAIMS.new"
+    mv "$GALERA_CLAIMS.new" "$GALERA_CLAIMS"
+}
+
 start_galera() {
     local s1 s2 g
     free_port "${GALERA_PORT1:-53408}"; s1=$PORT
     free_port "${GALERA_PORT2:-53409}"; s2=$PORT
-    g=${GALERA_BASE_PORT:-54567}
+    # above the kernel's ephemeral range (32768-60999), so that no client socket holds one
+    g=${GALERA_BASE_PORT:-62567}
+    claim_galera_ports
     local g1 ist1 sst1 g2 ist2 sst2
     free_port "$g"; g1=$PORT; free_port "$g1"; ist1=$PORT; free_port "$ist1"; sst1=$PORT
     free_port "$sst1"; g2=$PORT; free_port "$g2"; ist2=$PORT; free_port "$ist2"; sst2=$PORT
+    record_galera_ports "$g1" "$ist1" "$sst1" "$g2" "$ist2" "$sst2"
     install_db n1
     galera_node n1 "$s1" "$g1" "$ist1" "$sst1" gcomm:// --wsrep-new-cluster
     galera_node n2 "$s2" "$g2" "$ist2" "$sst2" "gcomm://127.0.0.1:$g1"

@@ -123,10 +123,10 @@ class SQLiteBackend:
         await raw.close()
 
     def terminate(self, raw: Any) -> None:
-        connection = raw._connection
-        if connection is not None:
-            connection.interrupt()  # thread-safe: stops a statement still running in the thread
-        raw.stop()
+        # Nothing waits for a terminated connection: close it the way an orphan is closed
+        # (aiosqlite's stop() would answer a future on this loop, which may be closed by the
+        # time the thread gets there: "Event loop is closed" raised in the worker thread).
+        self.orphan(raw)
 
     def abandon(self, raw: Any) -> None:
         # The worker thread does not exist in a forked child; never touch the sqlite handle.
