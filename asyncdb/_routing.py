@@ -164,18 +164,21 @@ class Router:
         reconnect="backoff" keep asking until one answers or reconnect_timeout has passed,
         as a single server's pool keeps trying to connect."""
         backoff = Backoff(self.reconnect_timeout) if self.reconnect == "backoff" else None
-        await self._refresh()
-        while all(node.role is None for node in self.nodes):
-            delay = backoff.next_delay() if backoff is not None else None
-            if delay is None:
-                await self.close()
-                raise DisconnectionError(
-                    "no host answered: " + ", ".join(node.name for node in self.nodes),
-                    backend=self.backend.name,
-                )
-            logger.warning("no host answered; asking again in %.2fs", delay)
-            await asyncio.sleep(delay)
+        try:
             await self._refresh()
+            while all(node.role is None for node in self.nodes):
+                delay = backoff.next_delay() if backoff is not None else None
+                if delay is None:
+                    raise DisconnectionError(
+                        "no host answered: " + ", ".join(node.name for node in self.nodes),
+                        backend=self.backend.name,
+                    )
+                logger.warning("no host answered; asking again in %.2fs", delay)
+                await asyncio.sleep(delay)
+                await self._refresh()
+        except BaseException:
+            await self.close()  # no monitor connection or pool left behind
+            raise
         self._start_monitor()
 
     def _start_monitor(self) -> None:
@@ -610,7 +613,9 @@ class Router:
                 # Even a replica not replicating now (MariaDB: a stopped SQL thread) has a
                 # known position: its lag grows with the primary's writes, not at once.
                 return found, await backend.replay_position(raw)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, InterfaceError):
+            # InterfaceError: the host answered, but asyncdb cannot route over what it is
+            # (MySQL's GTIDs): say so, rather than call the host down
             self._drop_monitor_raw(node)
             raise
         except Exception as exc:

@@ -529,7 +529,8 @@ class MySQLBackend:
     def _need_mariadb_gtids(self) -> None:
         if self.engine != "mariadb":
             raise InterfaceError(
-                f"replication positions are MariaDB GTIDs; not supported on {self.engine}"
+                f"replication positions are MariaDB GTIDs; not supported on {self.engine} "
+                f"(replicas= routes over MariaDB servers and Galera clusters only)"
             )
 
     async def _replica_status(self, raw: Any) -> dict[str, Any] | None:

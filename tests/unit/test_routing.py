@@ -10,6 +10,7 @@ from asyncdb import Database, InterfaceError
 from asyncdb._hooks import Hooks
 from asyncdb._routing import Router, parse_replicas
 from asyncdb._url import DatabaseURL
+from asyncdb.backends.base import ServerRole
 from asyncdb.backends.postgres import parse_lsn
 
 URL = "postgresql://u:secret@127.0.0.1:1,127.0.0.1:2/db"
@@ -146,3 +147,33 @@ def test_timing_options() -> None:
     ):
         with pytest.raises(InterfaceError, match=name):
             Database(URL, replicas="auto", **{name: value})
+
+
+async def test_a_mysql_server_is_refused_by_name_not_called_down() -> None:
+    """Routing needs MariaDB's GTIDs: on MySQL, connect() says so (the backends' I/O is
+    replaced; the refusal is the MySQL backend's own, made before any query)."""
+    router = Router(
+        DatabaseURL("mysql://u:secret@127.0.0.1:1,127.0.0.1:2/db"),
+        {},
+        [],
+        {"hooks": Hooks()},
+        max_replica_lag=1.0,
+        read_your_writes_wait=0.2,
+    )
+    roles = iter(["primary", "replica"])
+    for node in router.nodes:
+        role = next(roles)
+
+        async def connect() -> object:
+            return object()
+
+        async def server_role(raw: object, role: str = role) -> ServerRole:
+            return ServerRole(role, True)
+
+        node.backend.connect = connect  # type: ignore[method-assign]
+        node.backend.server_role = server_role  # type: ignore[method-assign]
+        node.backend.terminate = lambda raw: None  # type: ignore[method-assign]
+        assert node.backend.engine == "mysql"  # what the server's version string would say
+    with pytest.raises(InterfaceError, match=r"not supported on mysql .*MariaDB servers"):
+        await router.open()
+    assert router._closed and all(node.monitor_raw is None for node in router.nodes)
