@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
 import re
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from routing_support import Events, fresh, one_url, port_of, run_script, until
 
 from asyncdb import (
     CommitOutcomeUnknownError,
@@ -33,37 +33,14 @@ from tests.integration.test_mysql_replication import replication_urls
 
 pytestmark = [pytest.mark.mysql, pytest.mark.timeout(180)]
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "replicas-mysql.sh"
 PORT = "SELECT @@port"
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-
-
-def one_url(*urls: str) -> str:
-    """One URL listing the hosts of `urls`, in that order (same login and database)."""
-    first = urls[0]
-    hosts = ",".join(f"127.0.0.1:{_port(u)}" for u in urls)
-    return first.replace(f"127.0.0.1:{_port(first)}", hosts, 1)
-
-
-def run_script(*args: str) -> None:
-    """A sub-command of scripts/replicas-mysql.sh; no pipes (a started server keeps its
-    standard streams open)."""
-    subprocess.run(
-        ["bash", str(SCRIPT), *args],
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+replicas_mysql = functools.partial(run_script, "replicas-mysql.sh")
 
 
 class Cluster:
     def __init__(self) -> None:
         self.urls = galera_urls()[:2]
-        self.n1, self.n2 = (_port(u) for u in self.urls)
+        self.n1, self.n2 = (port_of(u) for u in self.urls)
         self.url = one_url(*self.urls)
 
     def name(self, port: int) -> str:
@@ -83,31 +60,17 @@ async def cluster() -> AsyncIterator[Cluster]:
     try:
         yield cluster
     finally:
-        await asyncio.to_thread(run_script, "galera-start", "1")
+        await asyncio.to_thread(replicas_mysql, "galera-start", "1")
         async with Database(cluster.urls[0]) as n1:
             await n1.execute("SET GLOBAL wsrep_desync = OFF")
 
 
-class Events:
-    def __init__(self, db: Database) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        for event in ("routing_fallback", "replica_state", "role_change"):
-            db.add_hook(event, lambda e, d: self.seen.append((e, d)))
-
-    def reasons(self) -> list[str]:
-        return [d["reason"] for e, d in self.seen if e == "routing_fallback"]
-
-
-async def _until(check: Callable[[], bool], limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+_until = functools.partial(until, limit=60.0)
 
 
 async def in_fresh_context(db: Database, sql: str) -> Any:
     """A read from a new task that inherits no position (another request)."""
-    return await asyncio.create_task(db.fetch_val(sql), context=contextvars.Context())
+    return await fresh(db.fetch_val(sql))
 
 
 # -- 1. routing matrix -------------------------------------------------------------------
@@ -277,7 +240,7 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         workers = [asyncio.create_task(worker(w)) for w in range(10)]
         await _until(lambda: len(commits) >= 30)
         stopping = time.monotonic()
-        await asyncio.to_thread(run_script, "galera-stop", "1")
+        await asyncio.to_thread(replicas_mysql, "galera-stop", "1")
         await asyncio.gather(*workers)
         after = [t for t in times if t > stopping - 1]
         pause = max(b - a for a, b in itertools.pairwise(after))
@@ -301,7 +264,7 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         # one synced node: it serves everything
         assert await in_fresh_context(db, PORT) == cluster.n2
 
-        await asyncio.to_thread(run_script, "galera-start", "1")
+        await asyncio.to_thread(replicas_mysql, "galera-start", "1")
         # node 1 is synced again: after two checks in a row, writes go back to it...
         await _until(lambda: db.pool_stats()["primary"] == cluster.name(cluster.n1))
         await db.execute("INSERT INTO g (id, port) VALUES (99999, @@port)")

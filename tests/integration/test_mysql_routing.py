@@ -10,18 +10,17 @@ ASYNCDB_REQUIRE_ALL_BACKENDS=1 (the test command) missing ones fail the tests.
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 import itertools
 import os
-import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from conftest import _required, driver_params, with_driver
+from routing_support import Events, fresh, one_url, port_of, run_script, until
 
 from asyncdb import (
     CommitOutcomeUnknownError,
@@ -33,27 +32,13 @@ from asyncdb import (
 
 pytestmark = [pytest.mark.mysql, pytest.mark.timeout(180)]
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "replicas-mysql.sh"
 PORT = "SELECT @@port"
 # An ordinary login: rights on the test database only, so no READ_ONLY ADMIN (nor SUPER)
 # and read_only=ON binds it, as it binds an application's login.
 APP_USER, APP_PASSWORD = "asyncdb_app", "app"
 
 
-def run_script(command: str) -> None:
-    """A sub-command of scripts/replicas-mysql.sh on the running servers (no pipes: a
-    server it starts must not keep them open)."""
-    subprocess.run(
-        ["bash", str(SCRIPT), command],
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+replicas_mysql = functools.partial(run_script, "replicas-mysql.sh")
 
 
 class Pair:
@@ -70,14 +55,13 @@ class Pair:
         self.driver = driver
         self.primary_url = with_driver(primary, driver)
         self.replica_url = with_driver(replica, driver)
-        self.primary = _port(primary)
-        self.replica = _port(replica)
+        self.primary = port_of(primary)
+        self.replica = port_of(replica)
 
     def url(self, *, replica_first: bool = True, app: bool = False) -> str:
         """One URL listing both hosts (the replica first unless told otherwise)."""
-        ports = [self.replica, self.primary] if replica_first else [self.primary, self.replica]
-        hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
-        url = self.primary_url.replace(f"127.0.0.1:{self.primary}", hosts)
+        urls = [self.replica_url, self.primary_url]
+        url = one_url(*(urls if replica_first else urls[::-1]))
         if app:
             url = url.replace("//asyncdb:asyncdb@", f"//{APP_USER}:{APP_PASSWORD}@")
         return url
@@ -92,8 +76,8 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     try:
         yield pair
     finally:  # whatever a failed test left behind
-        run_script("start-replica-sql")
-        run_script("undemote")
+        replicas_mysql("start-replica-sql")
+        replicas_mysql("undemote")
 
 
 async def wait_for_replica(pair: Pair, position: str | None = None) -> None:
@@ -121,29 +105,7 @@ async def table(pair: Pair) -> str:
     return "r"
 
 
-class Events:
-    def __init__(self, db: Database) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        for event in ("routing_fallback", "replica_state", "role_change"):
-            db.add_hook(event, lambda e, d: self.seen.append((e, d)))
-
-    def reasons(self) -> list[str]:
-        return [d["reason"] for e, d in self.seen if e == "routing_fallback"]
-
-    def states(self) -> list[str]:
-        return [d["state"] for e, d in self.seen if e == "replica_state"]
-
-
-async def _until(check: Callable[[], bool], limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-def fresh(coro: Any) -> asyncio.Task[Any]:
-    """A task with a context of its own: no read-your-writes position, no pin."""
-    return asyncio.create_task(coro, context=contextvars.Context())
+_until = functools.partial(until, limit=30.0)
 
 
 # -- 1. routing matrix -------------------------------------------------------------------
@@ -252,7 +214,7 @@ async def test_read_your_writes_with_the_replica_sql_thread_stopped(pair: Pair, 
 
         other_task = asyncio.create_task(other())
         assert db.consistency_token() == ""
-        run_script("stop-replica-sql")
+        replicas_mysql("stop-replica-sql")
         await db.execute("INSERT INTO r (note) VALUES ('mine')")
         wrote.set()
         assert await db.fetch_val("SELECT note FROM r") == "mine"  # own write, from the primary
@@ -270,7 +232,7 @@ async def test_read_your_writes_with_the_replica_sql_thread_stopped(pair: Pair, 
         assert await fresh(later_request()) == ("mine", pair.primary)
         assert await fresh(db.fetch_val(PORT)) == pair.replica
         # once the replica has applied that GTID, the same token reads from the replica
-        run_script("start-replica-sql")
+        replicas_mysql("start-replica-sql")
         await wait_for_replica(pair, token.partition(":")[2])
         assert await fresh(later_request()) == ("mine", pair.replica)
         # the writer itself, too; a child task inherits its position
@@ -293,7 +255,7 @@ async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str)
         db._router.monitor_interval = 0.2
         events = Events(db)
         replica = pair.host(pair.replica)
-        run_script("stop-replica-sql")
+        replicas_mysql("stop-replica-sql")
         # stopped, but nothing written meanwhile: not behind, still used
         await asyncio.sleep(1.5)  # several monitor rounds
         assert db.pool_stats()["hosts"][replica]["state"] == "usable"
@@ -307,7 +269,7 @@ async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str)
         assert dropped[0]["host"] == replica and dropped[0]["lag"] > 0.5
         assert await fresh(db.fetch_val(PORT)) == pair.primary
         assert "no_replica" in events.reasons()
-        run_script("start-replica-sql")
+        replicas_mysql("start-replica-sql")
         await _until(lambda: events.states()[-1] == "usable")
         assert db.pool_stats()["hosts"][replica]["lag"] <= 0.5
         assert await fresh(db.fetch_val(PORT)) == pair.replica
@@ -322,7 +284,7 @@ async def test_demoted_primary_refuses_writes_until_undemoted(pair: Pair, table:
         db._router.monitor_interval = 3600  # the refused write itself must notice
         events = Events(db)
         await db.execute("INSERT INTO r (note) VALUES ('before')")
-        run_script("demote")
+        replicas_mysql("demote")
         try:
             with pytest.raises(ReadOnlyError) as refused:
                 await db.execute("INSERT INTO r (note) VALUES ('refused')")
@@ -347,7 +309,7 @@ async def test_demoted_primary_refuses_writes_until_undemoted(pair: Pair, table:
             await asyncio.sleep(1.5)
             assert not waiting.done()
         finally:
-            run_script("undemote")
+            replicas_mysql("undemote")
         assert await asyncio.wait_for(waiting, 60) == pair.primary
         assert db.pool_stats()["primary"] == pair.host(pair.primary)
         roles = [(d["host"], d["role"]) for e, d in events.seen if e == "role_change"]
@@ -366,7 +328,7 @@ async def failover_pair(pair: Pair) -> AsyncIterator[Pair]:
     try:
         yield pair
     finally:
-        await asyncio.to_thread(run_script, "reset")
+        await asyncio.to_thread(replicas_mysql, "reset")
 
 
 async def test_failover_by_promotion_under_concurrent_transactions(
@@ -407,9 +369,9 @@ async def test_failover_by_promotion_under_concurrent_transactions(
 
     try:
         workers = [asyncio.create_task(worker(w)) for w in range(writers)]
-        await _until(lambda: len(commits) >= writers, 60)
+        await _until(lambda: len(commits) >= writers, limit=60)
         promoting = time.monotonic()
-        await asyncio.to_thread(run_script, "promote")
+        await asyncio.to_thread(replicas_mysql, "promote")
         await asyncio.gather(*workers)
         times = sorted(t for t in commits if t > promoting - 1)
         pause = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
@@ -435,7 +397,7 @@ async def test_failover_by_promotion_under_concurrent_transactions(
         )
 
         # the old primary follows the new one: used again as a replica, with every row
-        await asyncio.to_thread(run_script, "rejoin")
+        await asyncio.to_thread(replicas_mysql, "rejoin")
         old = pair.host(pair.primary)
         await _until(
             lambda: (
@@ -462,7 +424,7 @@ async def test_connection_held_on_the_replica_across_a_promotion(
         events = Events(db)
         async with db.connection(role="replica") as held:
             assert await held.fetch_val(PORT) == pair.replica
-            await asyncio.to_thread(run_script, "promote")
+            await asyncio.to_thread(replicas_mysql, "promote")
             await _until(lambda: db.pool_stats()["primary"] == pair.host(pair.replica))
             with pytest.raises(ReadOnlyError) as refused:  # refused, never run
                 await held.execute("CREATE TABLE never (x int)")

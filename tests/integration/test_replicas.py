@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import gc
 import itertools
 import os
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import _required
 from proxy import TcpProxy
+from routing_support import Events, one_url, port_of, run_script, until
 
 from asyncdb import (
     CommitOutcomeUnknownError,
@@ -43,34 +44,19 @@ def _urls() -> tuple[str, str]:
     return primary, standby
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-
-
-def _both(primary: str, standby: str, *, standby_first: bool = True) -> str:
-    """One URL listing both hosts (the standby first unless told otherwise)."""
-    hosts = [_port(standby), _port(primary)] if standby_first else [_port(primary), _port(standby)]
-    return primary.replace(f"127.0.0.1:{_port(primary)}", ",".join(f"127.0.0.1:{p}" for p in hosts))
-
-
-def replicas_sh(command: str) -> None:
-    # no pipes: a server started by pg_ctl would keep them open and hang us
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/replicas.sh"), command],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+replicas_sh = functools.partial(run_script, "replicas.sh")
 
 
 class Pair:
     def __init__(self) -> None:
         self.primary_url, self.standby_url = _urls()
-        self.primary = _port(self.primary_url)
-        self.standby = _port(self.standby_url)
+        self.primary = port_of(self.primary_url)
+        self.standby = port_of(self.standby_url)
 
     def url(self, *, standby_first: bool = True) -> str:
-        return _both(self.primary_url, self.standby_url, standby_first=standby_first)
+        """One URL listing both hosts (the standby first unless told otherwise)."""
+        urls = [self.standby_url, self.primary_url]
+        return one_url(*(urls if standby_first else urls[::-1]))
 
 
 @pytest.fixture
@@ -91,24 +77,7 @@ async def table(pair: Pair) -> str:
     return "r"
 
 
-class Events:
-    def __init__(self, db: Database) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        for event in ("routing_fallback", "replica_state", "role_change"):
-            db.add_hook(event, lambda e, d: self.seen.append((e, d)))
-
-    def reasons(self) -> list[str]:
-        return [d["reason"] for e, d in self.seen if e == "routing_fallback"]
-
-    def states(self) -> list[str]:
-        return [d["state"] for e, d in self.seen if e == "replica_state"]
-
-
-async def _until(check: Callable[[], bool], limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+_until = functools.partial(until, limit=20.0)
 
 
 PORT = "SELECT inet_server_port()"
@@ -335,7 +304,7 @@ async def test_failover_under_concurrent_transactions(failover_pair: Pair) -> No
 
     try:
         workers = [asyncio.create_task(worker(w)) for w in range(100)]
-        await _until(lambda: len(commits) >= 100, 60)
+        await _until(lambda: len(commits) >= 100, limit=60)
         stopped = time.monotonic()
         await asyncio.to_thread(replicas_sh, "promote")
         await asyncio.gather(*workers)
