@@ -74,7 +74,20 @@ async def table(pair: Pair) -> str:
     async with Database(pair.primary_url) as db:
         await db.execute("DROP TABLE IF EXISTS r")
         await db.execute("CREATE TABLE r (id SERIAL PRIMARY KEY, port INTEGER, note TEXT)")
+        lsn = await db.fetch_val("SELECT pg_current_wal_lsn()::text")
+    await wait_for_standby(pair, lsn)
     return "r"
+
+
+async def wait_for_standby(pair: Pair, lsn: str) -> None:
+    """Until the standby has replayed `lsn`: a table made on the primary is there, so a
+    routed statement naming it fails (if it does) for the reason a test expects."""
+    async with Database(pair.standby_url) as standby:
+        replayed = "SELECT pg_last_wal_replay_lsn() >= CAST(CAST(:lsn AS text) AS pg_lsn)"
+        deadline = time.monotonic() + 30
+        while not await standby.fetch_val(replayed, {"lsn": lsn}):
+            assert time.monotonic() < deadline, f"the standby did not replay {lsn} in 30 s"
+            await asyncio.sleep(0.02)
 
 
 _until = functools.partial(until, limit=20.0)
