@@ -57,6 +57,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         await n1.execute(
             "CREATE TABLE g (id INTEGER AUTO_INCREMENT PRIMARY KEY, port INTEGER, note TEXT)"
         )
+    await caught_up(cluster, "g")
     try:
         yield cluster
     finally:
@@ -66,6 +67,14 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 
 _until = functools.partial(until, limit=60.0)
+
+
+async def caught_up(cluster: Cluster, table: str) -> None:
+    """Until node 2 has applied everything node 1 committed before (a causal read), so a
+    test's first routed read there finds `table` as node 1 left it."""
+    async with Database(cluster.urls[1]) as n2, n2.connection() as conn:
+        await conn.execute("SET SESSION wsrep_sync_wait = 1")
+        await conn.fetch_val(f"SELECT COUNT(*) FROM {table}", timeout=60)
 
 
 async def in_fresh_context(db: Database, sql: str) -> Any:
@@ -136,6 +145,7 @@ async def slow_table(cluster: Cluster) -> int:
         await n1.execute("DROP TABLE IF EXISTS g_slow")
         await n1.execute("CREATE TABLE g_slow (k INTEGER, v INTEGER)")
         await n1.execute_many("INSERT INTO g_slow VALUES (:k, 0)", [{"k": k} for k in range(rows)])
+    await caught_up(cluster, "g_slow")
     return rows
 
 
