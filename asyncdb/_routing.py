@@ -33,7 +33,7 @@ from ._connection import Connection
 from ._exceptions import DisconnectionError, InterfaceError, ReadOnlyError
 from ._hooks import Hooks
 from ._pool import _ABANDONED, OnConnect, Pool, PooledConnection, fork_generation
-from ._url import DatabaseURL
+from ._url import DEFAULT_PORTS, DatabaseURL
 from .backends import create_backend
 from .backends.base import Backend, ServerRole
 
@@ -52,7 +52,6 @@ REPLICA_METHODS = (
 )
 _TAKE_BACK_CHECKS = 2  # a lagging or lost replica is used again after this many good checks
 _HISTORY = 120  # primary positions kept to turn a replica's position into a lag in seconds
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}  # for host names without a port
 # How often writers look for a new primary while there is none (a failover in progress).
 _FAILOVER_POLICY = Retry(attempts=1, initial=0.05, factor=1.5, maximum=0.5, jitter=0.2)
 
@@ -87,7 +86,7 @@ class Node:
         self.url = url
         self.backend = backend
         host, port = url.hosts[0] if url.hosts else ("localhost", None)
-        self.name = f"{host}:{port or _DEFAULT_PORTS.get(url.dialect, '')}"
+        self.name = f"{host}:{port or DEFAULT_PORTS.get(url.dialect, '')}"
         self.role: str | None = None  # "primary", "replica", None: not known / not answering
         self.state = "down"  # usable, lagging, down (replicas); the primary is "usable"
         self.lag: float | None = None

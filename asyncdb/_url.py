@@ -9,6 +9,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 __all__ = ["DatabaseURL"]
 
 _MASK = "***"
+# The servers' own default ports, for a host written without one (by dialect, and by the
+# OpenTelemetry system name, which says "mariadb" for a MariaDB server).
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 class DatabaseURL:

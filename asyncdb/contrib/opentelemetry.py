@@ -42,12 +42,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .._database import Database
 from .._exceptions import InterfaceError, PoolTimeout
 from .._statements import first_keyword
+from .._url import DEFAULT_PORTS
 
 __all__ = ["instrument", "uninstrument"]
 
 _SCOPE = "asyncdb.contrib.opentelemetry"
 _Token = contextvars.Token[otel_context.Context]
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 # The semantic conventions' advice for db.client.operation.duration (seconds).
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 _FETCHES = frozenset({"fetch_all", "fetch_one", "fetch_val", "iterate"})
@@ -236,7 +236,7 @@ class _Instrumentation:
         address = url.hostname if system != "sqlite" else None
         if address:
             base["server.address"] = address
-            base["server.port"] = url.port or _DEFAULT_PORTS.get(system)
+            base["server.port"] = url.port or DEFAULT_PORTS.get(system)
         self._base = base
         where = f"{address}:{base['server.port']}/" if address else ""
         self.pool_name = pool_name or f"{where}{self._namespace or system}"
@@ -390,8 +390,11 @@ class _Instrumentation:
 def _system(db: Database) -> str:
     """`db.system.name`: the backend's name, except "mariadb" for a MariaDB server (the
     conventions name them apart; the server tells which at connect)."""
-    engine = getattr(db._backend, "engine", None)
-    return "mariadb" if engine == "mariadb" else db.backend_name
+    # Routed (replicas=), each host has its own backend and only those ever connect.
+    router = db._router
+    backends = [node.backend for node in router.nodes] if router is not None else [db._backend]
+    engines = {getattr(backend, "engine", None) for backend in backends}
+    return "mariadb" if "mariadb" in engines else db.backend_name
 
 
 def _end_span(span: trace.Span, error: BaseException | None) -> None:

@@ -30,6 +30,7 @@ from asyncdb import (
     Rollback,
 )
 from asyncdb.contrib.opentelemetry import instrument, uninstrument
+from tests.integration.test_mysql_replication import replication_urls
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -579,3 +580,17 @@ async def test_a_cancelled_task_ends_its_statement_and_transaction_spans(
     assert statement.parent is not None
     assert statement.parent.span_id == transaction.context.span_id
     assert await tdb.fetch_val("SELECT 1") == 1  # and the database goes on
+
+
+@pytest.mark.mysql
+async def test_a_routed_mariadb_cluster_is_named_mariadb(telemetry: Telemetry) -> None:
+    """With replicas=, the hosts' own connections tell the server apart: a MariaDB primary
+    and replica are `mariadb` on the spans, as a single MariaDB server is."""
+    primary, replica = replication_urls()
+    db = Database(primary, replicas=[replica])
+    telemetry.instrument(db)
+    async with db:
+        await db.fetch_val("SELECT 1")
+        await db.execute("DO 1")
+    systems = {s.attributes["db.system.name"] for s in telemetry.clients()}  # type: ignore[index]
+    assert systems == {"mariadb"}
