@@ -33,7 +33,9 @@ Events and their details:
 - `connect` (backend, pool, duration: seconds the connect and `on_connect` took,
   connection_id), `invalidate` (backend, pool: a connection was discarded as dead
   or of unknown state), `disconnect_detected` (backend, error), `reset` (backend, pool: a
-  connection's session state was reset before reuse).
+  connection's session state was reset before reuse). A `listen()` connection emits
+  `connect` (pool "<pool> listener", connection_id None) each time it (re)connects and
+  `disconnect_detected` when it is lost.
 
 Start and end events are emitted in the task that runs the statement or the transaction,
 so a callback sees that task's contextvars (a tracer's current span). A callback that raises

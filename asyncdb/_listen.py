@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -198,9 +199,12 @@ class Listener:
             raw, self._raw = self._raw, None
             if raw is not None:
                 self._backend.terminate(raw)
-            logger.warning(
-                "listener on %s: connection lost; reconnecting", ", ".join(self._channels)
+            channels = ", ".join(self._channels)
+            logger.warning("listener on %s: connection lost; reconnecting", channels)
+            error = DisconnectionError(
+                f"listener on {channels}: connection lost", backend=self._backend.name
             )
+            self._pool.hooks.emit("disconnect_detected", backend=self._backend.name, error=error)
 
     async def _wait(self) -> Notification | _Lost | _Closed:
         """The next queued item; a `_Lost` when the connection fails its idle ping."""
@@ -259,6 +263,7 @@ class Listener:
                 await asyncio.sleep(delay)
 
     async def _connect(self, *, missed: bool = False) -> None:
+        start = time.perf_counter()
         raw = await self._open()
         try:
             if self._closed:
@@ -278,6 +283,13 @@ class Listener:
                 raise self._error(exc) from exc
             raise
         self._raw = raw
+        self._pool.hooks.emit(
+            "connect",
+            backend=self._backend.name,
+            pool=f"{self._pool.name} listener",
+            duration=time.perf_counter() - start,
+            connection_id=None,  # outside the pool: no pooled connection
+        )
 
     async def _open(self) -> Any:
         """A new raw connection with on_connect applied, outside the pool. A cancellation

@@ -113,6 +113,9 @@ async def test_listener_uses_its_own_connection_with_on_connect(
 async def test_listener_survives_terminate_and_reports_possible_misses(
     db: Database, admin: Database
 ) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    for event in ("connect", "disconnect_detected"):
+        db.add_hook(event, lambda event, details: events.append((event, details)))
     listener = db.listen("jobs", "other", reconnect_timeout=60)
     notes: list[Notification] = []
     consumer = asyncio.create_task(collect(listener, notes))
@@ -142,6 +145,12 @@ async def test_listener_survives_terminate_and_reports_possible_misses(
         await until(notes, count + 1)
         assert notes[-1].payload == "after" and not notes[-1].missed
         assert listener.reconnects == 1
+        # the hooks saw the listener connect, lose its connection, and connect again
+        mine = [(e, d) for e, d in events if e != "connect" or d["pool"].endswith(" listener")]
+        assert [e for e, _ in mine] == ["connect", "disconnect_detected", "connect"]
+        assert all(d["connection_id"] is None for e, d in mine if e == "connect")
+        assert isinstance(mine[1][1]["error"], DisconnectionError)
+        assert "jobs, other" in str(mine[1][1]["error"])
         # the `missed` notices came before anything received on the new connection
         last_missed = max(i for i, n in enumerate(notes) if n.missed)
         assert notes.index(notes[-1]) > last_missed
