@@ -1,18 +1,21 @@
 """What the routing tests share, whatever the cluster (PostgreSQL primary + standby, MariaDB
 primary + GTID replica, Galera): URLs listing several hosts, the routing hooks seen, waiting
-for the monitor, a task with a context of its own, and the server scripts."""
+for the monitor, a task with a context of its own, the server scripts, and the concurrent
+writers of the failover tests."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from asyncdb import Database
+from asyncdb import CommitOutcomeUnknownError, Database
 
 T = TypeVar("T")
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -68,3 +71,60 @@ def fresh(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """A task with a context of its own (another request): no read-your-writes position,
     no pin to the primary."""
     return asyncio.create_task(coro, context=contextvars.Context())
+
+
+class Writers:
+    """Concurrent writers across a failover: one task per list in `keys`, each writing its
+    keys one by one with `insert(key)` (a `@db.transaction(retry=..., reconnect="backoff")`
+    function) and pausing `gap` seconds after each commit. What became of each key is
+    recorded, so that a test can check that nothing was lost or written twice."""
+
+    def __init__(
+        self,
+        insert: Callable[[Any], Awaitable[None]],
+        keys: Sequence[Sequence[Hashable]],
+        gap: float,
+    ) -> None:
+        self._insert = insert
+        self.keys = keys
+        self._gap = gap
+        self.commits: list[float] = []  # when each commit returned
+        self.unknown: list[Hashable] = []  # CommitOutcomeUnknownError: may have committed
+        self.failed: list[tuple[Hashable, BaseException]] = []
+        self._tasks = [asyncio.create_task(self._write(mine)) for mine in keys]
+
+    async def _write(self, keys: Sequence[Hashable]) -> None:
+        for key in keys:
+            try:
+                await self._insert(key)
+            except CommitOutcomeUnknownError:
+                self.unknown.append(key)
+                continue
+            except Exception as exc:
+                self.failed.append((key, exc))
+                continue
+            self.commits.append(time.monotonic())
+            await asyncio.sleep(self._gap)
+
+    async def finish(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def longest_pause(self, since: float) -> float:
+        """The longest time between two commits from a second before `since` on."""
+        times = sorted(t for t in self.commits if t > since - 1)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def check(self, found: Iterable[Hashable]) -> None:
+        """Every key is in `found` exactly once (at most once if its outcome was unknown),
+        no write failed, and nothing else was written."""
+        assert not self.failed, self.failed[:3]
+        counts = Counter(found)
+        expected = {key for mine in self.keys for key in mine}
+        for key in expected:
+            allowed = {0, 1} if key in self.unknown else {1}
+            assert counts[key] in allowed, (key, counts[key])  # once: not lost, not twice
+        assert set(counts) <= expected

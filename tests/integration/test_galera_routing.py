@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import itertools
 import logging
 import re
 import time
@@ -20,10 +19,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from routing_support import Events, fresh, one_url, port_of, run_script, until
+from routing_support import Events, Writers, fresh, one_url, port_of, run_script, until
 
 from asyncdb import (
-    CommitOutcomeUnknownError,
     Database,
     InterfaceError,
     ReadOnlyError,
@@ -223,44 +221,19 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         assert db._router is not None
         db._router.monitor_interval = 0.2
         events = Events(db)
-        commits: list[int] = []
-        times: list[float] = []
-        unknown: list[int] = []
-        failed: list[tuple[int, BaseException]] = []
 
         @db.transaction(retry=3, reconnect="backoff")
         async def insert(k: int) -> None:
             await db.execute("INSERT INTO g (id, port) VALUES (:k, @@port)", {"k": k})
 
-        async def worker(w: int) -> None:
-            for i in range(40):
-                k = w * 1000 + i + 1
-                try:
-                    await insert(k)
-                except CommitOutcomeUnknownError:  # may have committed: checked below
-                    unknown.append(k)
-                    continue
-                except Exception as exc:
-                    failed.append((k, exc))
-                    continue
-                commits.append(k)
-                times.append(time.monotonic())
-                await asyncio.sleep(0.02)
-
-        workers = [asyncio.create_task(worker(w)) for w in range(10)]
-        await _until(lambda: len(commits) >= 30)
+        writers = Writers(insert, [[w * 1000 + i + 1 for i in range(40)] for w in range(10)], 0.02)
+        await _until(lambda: len(writers.commits) >= 30)
         stopping = time.monotonic()
         await asyncio.to_thread(replicas_mysql, "galera-stop", "1")
-        await asyncio.gather(*workers)
-        after = [t for t in times if t > stopping - 1]
-        pause = max(b - a for a, b in itertools.pairwise(after))
-        assert not failed, failed[:3]
+        await writers.finish()
+        pause = writers.longest_pause(since=stopping)
         rows = await db.connection(role="primary").fetch_all("SELECT id, port FROM g")
-        keys = [row[0] for row in rows]
-        expected = {w * 1000 + i + 1 for w in range(10) for i in range(40)}
-        assert len(keys) == len(set(keys))  # nothing applied twice
-        assert expected - set(unknown) <= set(keys)  # nothing lost
-        assert set(keys) <= expected
+        writers.check(row[0] for row in rows)
         assert {row[1] for row in rows} == {cluster.n1, cluster.n2}  # written on both, in turn
         stats = db.pool_stats()
         assert stats["primary"] == cluster.name(cluster.n2)
@@ -269,7 +242,7 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
         assert (cluster.name(cluster.n2), "primary") in moved
         print(
             f"\nwriter stopped: longest pause between two commits {pause:.3f}s, "
-            f"{len(unknown)} outcomes unknown, {stats['rediscoveries']} rediscoveries"
+            f"{len(writers.unknown)} outcomes unknown, {stats['rediscoveries']} rediscoveries"
         )
         # one synced node: it serves everything
         assert await in_fresh_context(db, PORT) == cluster.n2

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import os
 import time
 from collections import Counter
@@ -20,10 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import _required, driver_params, with_driver
-from routing_support import Events, fresh, one_url, port_of, run_script, until
+from routing_support import Events, Writers, fresh, one_url, port_of, run_script, until
 
 from asyncdb import (
-    CommitOutcomeUnknownError,
     Database,
     DisconnectionError,
     InterfaceError,
@@ -342,52 +340,30 @@ async def test_failover_by_promotion_under_concurrent_transactions(
             "port INTEGER)"
         )
     await wait_for_replica(pair)
-    writers, each = 30, 6
     db = Database(pair.url(replica_first=False, app=True), replicas="auto", max_size=20)
     await db.connect()
     events = Events(db)
-    commits: list[float] = []
-    unknown: list[tuple[int, int]] = []
-    failed: list[tuple[int, BaseException]] = []
 
     @db.transaction(retry=5, reconnect="backoff")
-    async def insert(w: int, i: int) -> None:
+    async def insert(key: tuple[int, int]) -> None:
+        w, i = key
         await db.execute("INSERT INTO f (w, i, port) VALUES (:w, :i, @@port)", {"w": w, "i": i})
 
-    async def worker(w: int) -> None:
-        for i in range(each):
-            try:
-                await insert(w, i)
-            except CommitOutcomeUnknownError:  # may have committed: checked below
-                unknown.append((w, i))
-                continue
-            except Exception as exc:
-                failed.append((w, exc))
-                continue
-            commits.append(time.monotonic())
-            await asyncio.sleep(0.05)
-
+    writers = Writers(insert, [[(w, i) for i in range(6)] for w in range(30)], gap=0.05)
     try:
-        workers = [asyncio.create_task(worker(w)) for w in range(writers)]
-        await _until(lambda: len(commits) >= writers, limit=60)
+        await _until(lambda: len(writers.commits) >= 30, limit=60)
         promoting = time.monotonic()
         await asyncio.to_thread(replicas_mysql, "promote")
-        await asyncio.gather(*workers)
-        times = sorted(t for t in commits if t > promoting - 1)
-        pause = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        await writers.finish()
         print(  # measured, not asserted
-            f"\nMariaDB promotion: longest pause between two commits {pause:.3f}s; "
-            f"{len(commits)} commits, {len(unknown)} outcomes unknown, "
+            "\nMariaDB promotion: longest pause between two commits "
+            f"{writers.longest_pause(since=promoting):.3f}s; {len(writers.commits)} commits, "
+            f"{len(writers.unknown)} outcomes unknown, "
             f"{db.pool_stats()['rediscoveries']} rediscoveries"
         )
-        assert not failed, failed[:3]
-        assert db.pool_stats()["primary"] == pair.host(pair.replica)
         rows = await db.connection(role="primary").fetch_all("SELECT w, i, port FROM f")
-        counts = Counter((row["w"], row["i"]) for row in rows)
-        for w in range(writers):
-            for i in range(each):
-                expected = {0, 1} if (w, i) in unknown else {1}
-                assert counts[(w, i)] in expected, (w, i, counts[(w, i)])  # once, not lost
+        writers.check((row["w"], row["i"]) for row in rows)
+        assert db.pool_stats()["primary"] == pair.host(pair.replica)
         ports = Counter(row["port"] for row in rows)
         print(f"rows written on the old primary / the promoted replica: {dict(ports)}")
         assert set(ports) == {pair.primary, pair.replica}  # before and after the promotion
@@ -409,6 +385,7 @@ async def test_failover_by_promotion_under_concurrent_transactions(
         assert await db.fetch_val("SELECT count(*) FROM f") == len(rows) + 1
         assert await fresh(db.fetch_val(PORT)) == pair.primary  # the old primary, a replica now
     finally:
+        writers.cancel()
         await db.disconnect()
 
 
