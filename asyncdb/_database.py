@@ -20,7 +20,7 @@ from typing import Any
 from . import _pool
 from ._compile import Compiler, Query
 from ._connection import UNSET, Connection, Timeout, _Unset
-from ._context import transaction_stack
+from ._context import _STACKS, transaction_stack
 from ._exceptions import InterfaceError, ReadOnlyError
 from ._hooks import Hook, Hooks
 from ._listen import Listener
@@ -293,18 +293,27 @@ class Database:
             connection = connections[task] = RoutedConnection(pool, self._compiler)
         return connection
 
-    def _reader(self) -> Connection:
+    def _reader(self) -> tuple[Connection, bool]:
         """Where a read goes with replicas: the transaction's connection inside one (or the
         primary connection a task holds with `async with`), else the task's replica
-        connection (unless a write misrouted to a replica pinned the task to the primary)."""
-        primary = self.connection()
-        replica = self.connection(role="replica")
-        if transaction_stack(replica):
-            return replica
-        if transaction_stack(primary) or primary._pooled is not None:
-            return primary
-        task = asyncio.current_task()
-        return primary if task in self._pinned else replica
+        connection (unless a write misrouted to a replica pinned the task to the primary).
+        The flag says it is the replica connection outside a transaction: a write sent there
+        by mistake may run again on the primary. One task lookup, one look at the stacks:
+        this runs for every routed read."""
+        primary = self.connection()  # the fork and connect checks, the task's primary
+        task = (
+            _TASKS.get(asyncio.get_running_loop()) if _TASKS is not None else asyncio.current_task()
+        )
+        replicas = self._replica_connections
+        replica = replicas.get(task)  # type: ignore[arg-type]
+        if replica is None:
+            replica = self._task_connection(replicas, self._replica_pool)
+        stacks = _STACKS.get()  # a connection is in it only with transactions open
+        if replica in stacks:
+            return replica, False  # savepoints and reads of a read-only transaction stay there
+        if primary in stacks or primary._pooled is not None or task in self._pinned:
+            return primary, False
+        return replica, True
 
     def _writer(self) -> Connection:
         replica = self.connection(role="replica")
@@ -320,17 +329,15 @@ class Database:
         return replica
 
     async def _read(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a read on the connection `_reader` picks; a write sent there by mistake fails
-        on the read-only replica before it does anything, and runs once more on the
+        """Run a read on the connection `_reader` picks; a write sent to a replica by mistake
+        fails on the read-only server before it does anything, and runs once more on the
         primary, where this task then stays."""
-        connection = self._reader()
-        if connection is not self._replica_connections.get(asyncio.current_task()):  # type: ignore[arg-type]
+        connection, may_retry = self._reader()
+        if not may_retry:
             return await method(connection, *args, **kwargs)
         try:
             return await method(connection, *args, **kwargs)
         except ReadOnlyError:
-            if transaction_stack(connection):
-                raise
             task = asyncio.current_task()
             if task is not None:
                 self._pinned.add(task)
@@ -468,7 +475,7 @@ class Database:
 
         Returns the connection's own iterator: no second generator between rows and caller."""
         if self._routed:
-            return self._reader().iterate(query, values, timeout=timeout)
+            return self._reader()[0].iterate(query, values, timeout=timeout)
         return self.connection().iterate(query, values, timeout=timeout)
 
     # -- PostgreSQL: LISTEN/NOTIFY and COPY -----------------------------------------------------

@@ -114,7 +114,16 @@ def check_timeout(name: str, value: Any) -> float | None:
 class PooledConnection:
     """One raw connection and the facts the pool keeps about it."""
 
-    __slots__ = ("__weakref__", "created", "dirty", "generation", "id", "last_used", "raw")
+    __slots__ = (
+        "__weakref__",
+        "created",
+        "dirty",
+        "generation",
+        "id",
+        "last_used",
+        "owner",
+        "raw",
+    )
 
     def __init__(self, raw: Any, lifetime: float | None) -> None:
         now = time.monotonic()
@@ -126,6 +135,9 @@ class PooledConnection:
         # A statement may have changed session state: reset before anyone else gets it.
         self.dirty = False
         self.id = next(_connection_ids)  # for hooks: which server connection ran a statement
+        # Set while lent out by a pool that lends other pools' connections (a router's role
+        # pool): where it goes back to.
+        self.owner: Any = None
 
 
 class Pool:

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import random
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -300,24 +299,27 @@ class Router:
             await self._open_lazily()
         wanted = _POSITIONS.get().get(self.key)
         replicas = [n for n in self.nodes if n.role == "replica" and n.state == "usable"]
-        random.shuffle(replicas)
         if not replicas:
             return await self._fallback("no_replica", reconnect)
+        if len(replicas) > 1:
+            random.shuffle(replicas)
         backend = self.backend
-        if wanted is None or any(
-            n.replayed is not None and backend.position_covers(n.replayed, wanted) for n in replicas
-        ):
+        if wanted is None:
+            ready = replicas  # no write of this context to wait for: any usable replica
+        else:
             ready = [
                 n
                 for n in replicas
-                if wanted is None
-                or (n.replayed is not None and backend.position_covers(n.replayed, wanted))
+                if n.replayed is not None and backend.position_covers(n.replayed, wanted)
             ]
+        if ready:
             for node in ready:
-                with contextlib.suppress(DisconnectionError):
+                try:
                     return await self._checkout(node)
-                self._lost(node)
+                except DisconnectionError:
+                    self._lost(node)
             return await self._fallback("no_replica", reconnect)
+        assert wanted is not None  # none has it yet: wait for one that catches up
         deadline = time.monotonic() + self.read_your_writes_wait
         pause = 0.002
         while True:
@@ -724,9 +726,6 @@ class RolePool(Pool):
         super().__init__(router.backend, min_size=0, **options)
         self.router = router
         self.role = role
-        self._owners: weakref.WeakKeyDictionary[PooledConnection, tuple[Node, Pool]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def open(self) -> None:
         if self.role == "primary":
@@ -751,21 +750,22 @@ class RolePool(Pool):
             node, pool, conn = await self.router.acquire_primary(reconnect)
         else:
             node, pool, conn = await self.router.acquire_replica(reconnect)
-        self._owners[conn] = (node, pool)
+        conn.owner = (self, node, pool)
         return conn
 
     def node_of(self, conn: PooledConnection | None) -> Node | None:
-        owner = self._owners.get(conn) if conn is not None else None
-        return owner[0] if owner is not None else None
+        owner = conn.owner if conn is not None else None
+        return owner[1] if owner is not None and owner[0] is self else None
 
     def release(
         self, conn: PooledConnection, *, discard: bool = False, interrupted: bool = False
     ) -> None:
-        owner = self._owners.pop(conn, None)
-        if owner is None:
+        owner = conn.owner
+        if owner is None or owner[0] is not self:  # not lent by this pool: close it
             self.backend.terminate(conn.raw)
             return
-        owner[1].release(conn, discard=discard, interrupted=interrupted)
+        conn.owner = None
+        owner[2].release(conn, discard=discard, interrupted=interrupted)
 
 
 class _Ask:
