@@ -298,7 +298,7 @@ class Database:
         primary connection a task holds with `async with`), else the task's replica
         connection (unless a write misrouted to a replica pinned the task to the primary).
         The flag says it is the replica connection outside a transaction: a write sent there
-        by mistake may run again on the primary. One task lookup, one look at the stacks:
+        by mistake may run again on the primary (`_pin`). One task lookup, one look at the stacks:
         this runs for every routed read."""
         primary = self.connection()  # the fork and connect checks, the task's primary
         task = (
@@ -328,22 +328,16 @@ class Database:
             return primary
         return replica
 
-    async def _read(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a read on the connection `_reader` picks; a write sent to a replica by mistake
-        fails on the read-only server before it does anything, and runs once more on the
-        primary, where this task then stays."""
-        connection, may_retry = self._reader()
-        if not may_retry:
-            return await method(connection, *args, **kwargs)
-        try:
-            return await method(connection, *args, **kwargs)
-        except ReadOnlyError:
-            task = asyncio.current_task()
-            if task is not None:
-                self._pinned.add(task)
-            assert self._router is not None
-            self._router.note_misrouted_write()
-            return await method(self.connection(), *args, **kwargs)
+    def _pin(self) -> None:
+        """A write sent to a replica by a read call failed there, on the read-only server,
+        before it did anything: it runs once more on the primary, where this task then stays
+        (the fetch_* methods do the rerun themselves, so that a routed read resumes no frame
+        of ours in between while it waits)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._pinned.add(task)
+        assert self._router is not None
+        self._router.note_misrouted_write()
 
     def consistency_token(self) -> str:
         """A token for the writes this context made (empty if none): hand it to a later
@@ -416,7 +410,13 @@ class Database:
     ) -> list[Record]:
         """Run a query and return all its rows."""
         if self._routed:
-            return await self._read(Connection.fetch_all, query, values, timeout=timeout)  # type: ignore[no-any-return]
+            connection, may_retry = self._reader()
+            try:
+                return await connection.fetch_all(query, values, timeout=timeout)
+            except ReadOnlyError:
+                if not may_retry:
+                    raise
+                self._pin()
         return await self.connection().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
@@ -424,7 +424,13 @@ class Database:
     ) -> Record | None:
         """Run a query and return its first row, or None."""
         if self._routed:
-            return await self._read(Connection.fetch_one, query, values, timeout=timeout)  # type: ignore[no-any-return]
+            connection, may_retry = self._reader()
+            try:
+                return await connection.fetch_one(query, values, timeout=timeout)
+            except ReadOnlyError:
+                if not may_retry:
+                    raise
+                self._pin()
         return await self.connection().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
@@ -437,9 +443,13 @@ class Database:
     ) -> Any:
         """Run a query and return one value of its first row."""
         if self._routed:
-            return await self._read(
-                Connection.fetch_val, query, values, column=column, timeout=timeout
-            )
+            connection, may_retry = self._reader()
+            try:
+                return await connection.fetch_val(query, values, column=column, timeout=timeout)
+            except ReadOnlyError:
+                if not may_retry:
+                    raise
+                self._pin()
         return await self.connection().fetch_val(query, values, column=column, timeout=timeout)
 
     async def execute(

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -314,10 +314,15 @@ class Router:
             ]
         if ready:
             for node in ready:
-                try:
-                    return await self._checkout(node)
+                pool = self._pool(node)
+                try:  # _checkout, inline: one frame less to resume while waiting in line
+                    return node, pool, await pool.acquire("fail_fast")
                 except DisconnectionError:
                     self._lost(node)
+                except InterfaceError:
+                    if not pool._closed or self._closed:
+                        raise
+                    self._lost(node)  # it changed role while we waited in its pool's line
             return await self._fallback("no_replica", reconnect)
         assert wanted is not None  # none has it yet: wait for one that catches up
         deadline = time.monotonic() + self.read_your_writes_wait
@@ -726,6 +731,11 @@ class RolePool(Pool):
         super().__init__(router.backend, min_size=0, **options)
         self.router = router
         self.role = role
+        # optional backend method: the role the server reported on a connection, no I/O
+        self._reported_role: Callable[[Any], str | None] | None = getattr(
+            router.backend, "reported_role", None
+        )
+        self.watch = role == "replica" and self._reported_role is not None
 
     async def open(self) -> None:
         if self.role == "primary":
@@ -765,7 +775,18 @@ class RolePool(Pool):
             self.backend.terminate(conn.raw)
             return
         conn.owner = None
+        if self.watch and not discard:
+            self.look_at(conn, owner[1])
         owner[2].release(conn, discard=discard, interrupted=interrupted)
+
+    def look_at(self, conn: PooledConnection, node: Node | None = None) -> None:
+        """A look at the role the server reported on a replica connection, after a statement
+        (no I/O): one whose server stopped being a standby (promoted) starts a rediscovery."""
+        assert self._reported_role is not None
+        if self._reported_role(conn.raw) == "primary":
+            node = node or self.node_of(conn)
+            if node is not None and node.role == "replica":
+                self.router.suspect(node)
 
 
 class _Ask:
@@ -791,27 +812,6 @@ class RoutedConnection(Connection):
         self._role_pool = pool
         self._router = pool.router
         self.role = pool.role
-        # optional backend method: the role the server reported on a connection, no I/O
-        self._reported_role: Callable[[Any], str | None] | None = getattr(
-            self._router.backend, "reported_role", None
-        )
-
-    def _watching(self, op: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        """`op`, followed by a look at the role the server reported on the connection (no
-        I/O): a replica connection whose server stopped being a standby (promoted) starts a
-        rediscovery."""
-        reported = self._reported_role
-        assert reported is not None
-
-        async def watched(raw: Any, *args: Any) -> T:
-            result = await op(raw, *args)
-            if reported(raw) == "primary":
-                node = self._role_pool.node_of(self._pooled)
-                if node is not None and node.role == "replica":
-                    self._router.suspect(node)
-            return result
-
-        return watched
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f" {self.role}>"
@@ -832,31 +832,63 @@ class RoutedConnection(Connection):
                 self._router.suspect(node, lost=True)
         return error
 
-    async def _run(
+    def _run(
         self,
         op: Callable[..., Awaitable[T]],
         *args: Any,
         check_failed: bool = True,
         query: Compiled | None = None,
-        timeout: Any = None,  # noqa: ASYNC109 (Connection._run's own parameter)
+        timeout: Any = None,
         operation: str = "command",
+    ) -> Coroutine[Any, Any, T]:
+        """Connection._run, and what routing adds: a write outside a transaction on the
+        primary records the primary's position; a statement on a held replica connection is
+        followed by a look at the role its server reports. A plain function that hands back
+        the statement itself on the common path (a routed read, a statement in a
+        transaction): no extra frame is resumed each time the statement waits."""
+        if query is not None:
+            if query.dirty and self._router.cluster is not None:
+                self._router.warn_node_local(query.sql)
+            if query.write and self.role == "primary" and not self._levels:
+                return self._run_write(op, args, check_failed, query, timeout, operation)
+        statement = super()._run(
+            op,
+            *args,
+            check_failed=check_failed,
+            query=query,
+            timeout=timeout,
+            operation=operation,
+        )
+        if self.role == "replica" and self._pooled is not None and self._role_pool.watch:
+            return self._watched(statement)  # held: it goes back to its pool only later
+        return statement
+
+    async def _run_write(
+        self,
+        op: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        check_failed: bool,
+        query: Compiled,
+        timeout: Any,  # noqa: ASYNC109 (Connection._run's own parameter)
+        operation: str,
     ) -> T:
-        run = super()._run
-        kw: dict[str, Any] = {
-            "check_failed": check_failed,
-            "query": query,
-            "timeout": timeout,
-            "operation": operation,
-        }
-        if self.role == "replica" and self._reported_role is not None:
-            op = self._watching(op)
-        if query is not None and query.dirty and self._router.cluster is not None:
-            self._router.warn_node_local(query.sql)
-        if query is None or not query.write or self._levels or self.role != "primary":
-            return await run(op, *args, **kw)
         async with self:  # the position is read in the same session (per session on MariaDB)
-            result = await run(op, *args, **kw)
+            result = await super()._run(
+                op,
+                *args,
+                check_failed=check_failed,
+                query=query,
+                timeout=timeout,
+                operation=operation,
+            )
             await self._note_write()
+        return result
+
+    async def _watched(self, statement: Coroutine[Any, Any, T]) -> T:
+        result = await statement
+        pooled = self._pooled
+        if pooled is not None:
+            self._role_pool.look_at(pooled)
         return result
 
     async def _commit_level(self, depth: int, name: str | None) -> None:

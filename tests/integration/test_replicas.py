@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import _required
 from proxy import TcpProxy
-from routing_support import Events, Writers, one_url, port_of, run_script, until
+from routing_support import Events, Writers, fresh, one_url, port_of, run_script, until
 
 from asyncdb import (
     Database,
@@ -353,6 +353,21 @@ async def test_connection_held_on_the_standby_is_reclassified(failover_pair: Pai
         assert "no_replica" in events.reasons()
         hosts = db.pool_stats()["hosts"]
         assert hosts[f"127.0.0.1:{pair.primary}"]["state"] == "down"
+
+
+async def test_a_read_per_call_after_a_promotion_reports_it(failover_pair: Pair) -> None:
+    """Not held: the pooled standby connection a read used reports the promotion when it
+    goes back to its pool, and roles are rediscovered without waiting for the monitor."""
+    pair = failover_pair
+    async with Database(pair.url(), replicas="auto", max_size=1) as db:
+        assert db._router is not None
+        db._router.monitor_interval = 3600  # the connection itself must notice
+        assert await db.fetch_val(PORT) == pair.standby
+        await asyncio.to_thread(replicas_sh, "promote")
+        # the one pooled connection to the standby, opened before the promotion
+        assert await fresh(db.fetch_val(PORT)) == pair.standby
+        await _until(lambda: db.pool_stats()["primary"] == f"127.0.0.1:{pair.standby}")
+        assert db.pool_stats()["rediscoveries"] == 1
 
 
 async def test_old_primary_rejoined_as_standby_and_listed_first(failover_pair: Pair) -> None:
