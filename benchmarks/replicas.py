@@ -10,8 +10,10 @@ the overhead of asyncdb's routing and of its read-your-writes check, next to the
 the primary alone. Workloads, interleaved round by round:
 
 1. 200 concurrent readers, each `fetch_one` by key in a loop: throughput (reads/s) on the
-   primary alone (`Database(primary)`), and routed (`Database(primary, replicas=[standby])`,
-   or for Galera both nodes with `replicas="auto"`: the reads go to the other server).
+   primary alone (`Database(primary)`), on the other server alone (`Database(standby)`: the
+   server the routed reads go to, without routing), and routed (`Database(primary,
+   replicas=[standby])`, or for Galera both nodes with `replicas="auto"`: the reads go to
+   the other server). Routed over the other server alone is what routing itself costs.
 2. A write, then a read of it in the same task (read-your-writes): time per pair on the
    primary alone, and routed (the read waits for the standby to replay the write, up to
    `read_your_writes_wait`, or falls back to the primary: the fallbacks are counted).
@@ -131,18 +133,21 @@ async def _write_then_read(db: Database, pairs: int, insert: str) -> float:
 async def main(cluster: Cluster, readers: int, reads: int, rounds: int) -> str:
     await _prepare(cluster)
     single = Database(cluster.primary, min_size=20, max_size=20)
+    other = Database(cluster.other, min_size=20, max_size=20)  # the server routed reads use
     routed = Database(cluster.routed_url, replicas=cluster.routed, min_size=20, max_size=20)
     fallbacks: list[Any] = []
     routed.add_hook("routing_fallback", lambda _e, d: fallbacks.append(d.get("reason")))
     samples: dict[str, list[float]] = {}
-    async with single, routed:
-        for db in (single, routed):  # warm-up: every pool opens its connections
+    async with single, other, routed:
+        for db in (single, other, routed):  # warm-up: every pool opens its connections
             await asyncio.create_task(_readers(db, readers, 1))
         for _ in range(rounds):
-            for name, db in (("primary alone", single), ("routed", routed)):
+            for name, db in (("primary alone", single), ("other", other), ("routed", routed)):
                 # fresh context per measurement: the routed write's position does not leak
                 rate = await asyncio.create_task(_readers(db, readers, reads))
                 samples.setdefault(f"read:{name}", []).append(rate)
+                if db is other:
+                    continue  # a replica takes no writes
                 pair = await asyncio.create_task(_write_then_read(db, 50, cluster.insert))
                 samples.setdefault(f"ryw:{name}", []).append(pair)
         served = await routed.fetch_val(cluster.port)
@@ -155,13 +160,15 @@ async def main(cluster: Cluster, readers: int, reads: int, rounds: int) -> str:
         f"{rounds} rounds, medians. Routed reads were served by port {served} "
         f"(the other server: {_hostport(cluster.other).rsplit(':', 1)[-1]}).",
         "",
-        "| workload | primary alone | routed | routed / primary alone |",
-        "|---|---|---|---|",
+        "| workload | primary alone | the other server alone | routed | routed / primary "
+        "alone | routed / the other server alone |",
+        "|---|---|---|---|---|---|",
         f"| {readers} concurrent readers (reads/s) | {med['read:primary alone']:,.0f} | "
-        f"{med['read:routed']:,.0f} | {med['read:primary alone'] / med['read:routed']:.2f}× "
-        "(time per read) |",
-        f"| write, then read it back (µs per pair) | {med['ryw:primary alone']:,.0f} | "
-        f"{med['ryw:routed']:,.0f} | {med['ryw:routed'] / med['ryw:primary alone']:.2f}× |",
+        f"{med['read:other']:,.0f} | {med['read:routed']:,.0f} | "
+        f"{med['read:primary alone'] / med['read:routed']:.2f}× (time per read) | "
+        f"{med['read:other'] / med['read:routed']:.2f}× (time per read) |",
+        f"| write, then read it back (µs per pair) | {med['ryw:primary alone']:,.0f} | — | "
+        f"{med['ryw:routed']:,.0f} | {med['ryw:routed'] / med['ryw:primary alone']:.2f}× | — |",
         "",
         f"Routing fallbacks to the primary during the run: {reasons or 'none'}.",
         "",
