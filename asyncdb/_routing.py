@@ -775,7 +775,7 @@ class RolePool(Pool):
             self.backend.terminate(conn.raw)
             return
         conn.owner = None
-        if self.watch and not discard:
+        if self.watch and not discard and not interrupted:
             self.look_at(conn, owner[1])
         owner[2].release(conn, discard=discard, interrupted=interrupted)
 
