@@ -215,11 +215,9 @@ async def test_consistency_token_carries_the_write_to_a_new_task(
 
 
 async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Cluster) -> None:
-    db = Database(cluster.url, replicas="auto", max_size=10)
+    db = Database(cluster.url, replicas="auto", max_size=10, replica_check_interval=0.2)
     await db.connect()
     try:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
         events = Events(db)
 
         @db.transaction(retry=3, reconnect="backoff")
@@ -263,9 +261,7 @@ async def test_writer_stopped_gracefully_writes_move_and_come_back(cluster: Clus
 
 
 async def test_a_desynced_writer_is_not_used(cluster: Cluster) -> None:
-    async with Database(cluster.url, replicas="auto") as db:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
+    async with Database(cluster.url, replicas="auto", replica_check_interval=0.2) as db:
         events = Events(db)
         n1, n2 = cluster.name(cluster.n1), cluster.name(cluster.n2)
         await db.connection(role="primary").execute("SET GLOBAL wsrep_desync = ON")

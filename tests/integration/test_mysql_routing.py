@@ -248,9 +248,9 @@ async def test_read_your_writes_with_the_replica_sql_thread_stopped(pair: Pair, 
 
 
 async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str) -> None:
-    async with Database(pair.url(), replicas="auto", max_replica_lag=0.5) as db:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
+    async with Database(
+        pair.url(), replicas="auto", max_replica_lag=0.5, replica_check_interval=0.2
+    ) as db:
         events = Events(db)
         replica = pair.host(pair.replica)
         replicas_mysql("stop-replica-sql")
@@ -277,9 +277,8 @@ async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str)
 
 
 async def test_demoted_primary_refuses_writes_until_undemoted(pair: Pair, table: str) -> None:
-    async with Database(pair.url(app=True), replicas="auto") as db:
-        assert db._router is not None
-        db._router.monitor_interval = 3600  # the refused write itself must notice
+    # replica_check_interval: the monitor does not look again; the refused write must notice
+    async with Database(pair.url(app=True), replicas="auto", replica_check_interval=3600) as db:
         events = Events(db)
         await db.execute("INSERT INTO r (note) VALUES ('before')")
         replicas_mysql("demote")
@@ -395,9 +394,7 @@ async def test_connection_held_on_the_replica_across_a_promotion(
     """MariaDB does not tell a connection its server was promoted (PostgreSQL reports
     in_hot_standby): the held session stays read-only, and the monitor finds the new roles."""
     pair = failover_pair
-    async with Database(pair.url(app=True), replicas="auto") as db:
-        assert db._router is not None
-        db._router.monitor_interval = 0.2
+    async with Database(pair.url(app=True), replicas="auto", replica_check_interval=0.2) as db:
         events = Events(db)
         async with db.connection(role="replica") as held:
             assert await held.fetch_val(PORT) == pair.replica

@@ -324,9 +324,8 @@ async def test_failover_under_concurrent_transactions(failover_pair: Pair) -> No
 
 async def test_connection_held_on_the_standby_is_reclassified(failover_pair: Pair) -> None:
     pair = failover_pair
-    async with Database(pair.url(), replicas="auto") as db:
-        assert db._router is not None
-        db._router.monitor_interval = 3600  # the connection itself must notice
+    # replica_check_interval: the monitor does not look again; the connection must notice
+    async with Database(pair.url(), replicas="auto", replica_check_interval=3600) as db:
         events = Events(db)
         async with db.connection(role="replica") as held:
             assert await held.fetch_val(PORT) == pair.standby
@@ -359,9 +358,8 @@ async def test_a_read_per_call_after_a_promotion_reports_it(failover_pair: Pair)
     """Not held: the pooled standby connection a read used reports the promotion when it
     goes back to its pool, and roles are rediscovered without waiting for the monitor."""
     pair = failover_pair
-    async with Database(pair.url(), replicas="auto", max_size=1) as db:
-        assert db._router is not None
-        db._router.monitor_interval = 3600  # the connection itself must notice
+    # replica_check_interval: the monitor does not look again; the connection must notice
+    async with Database(pair.url(), replicas="auto", max_size=1, replica_check_interval=3600) as db:
         assert await db.fetch_val(PORT) == pair.standby
         await asyncio.to_thread(replicas_sh, "promote")
         # the one pooled connection to the standby, opened before the promotion
@@ -372,11 +370,10 @@ async def test_a_read_per_call_after_a_promotion_reports_it(failover_pair: Pair)
 
 async def test_old_primary_rejoined_as_standby_and_listed_first(failover_pair: Pair) -> None:
     pair = failover_pair
-    db = Database(pair.url(standby_first=False), replicas="auto")
+    # replica_check_interval: nobody looks until a write fails
+    db = Database(pair.url(standby_first=False), replicas="auto", replica_check_interval=3600)
     await db.connect()
     try:
-        assert db._router is not None
-        db._router.monitor_interval = 3600  # nobody looks until a write fails
         events = Events(db)
         await db.execute("CREATE TABLE IF NOT EXISTS h (port int)")
         await asyncio.to_thread(replicas_sh, "promote")
