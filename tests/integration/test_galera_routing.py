@@ -10,7 +10,6 @@ command) a missing cluster fails the tests.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import re
@@ -118,10 +117,7 @@ async def test_routing_matrix(cluster: Cluster) -> None:
         assert await db.connection(role="replica").fetch_val(PORT) == r
         # a write sent to the reader by a read call fails there and runs once on the writer
         events = Events(db)
-        new_id = await asyncio.create_task(
-            db.fetch_val("INSERT INTO g (port) VALUES (@@port) RETURNING id"),
-            context=contextvars.Context(),
-        )
+        new_id = await fresh(db.fetch_val("INSERT INTO g (port) VALUES (@@port) RETURNING id"))
         assert isinstance(new_id, int)
         assert events.reasons() == ["write_on_replica"]
         # every write landed on the writer, once
@@ -198,8 +194,7 @@ async def test_consistency_token_carries_the_write_to_a_new_task(
                 assert row is not None
                 return row[0], row[1]
 
-        fresh = contextvars.Context()
-        assert await asyncio.create_task(later_request(), context=fresh) == (7, cluster.n2)
+        assert await fresh(later_request()) == (7, cluster.n2)
         # a GTID position (asynchronous replication) is not a Galera one
         for bad in ("mysql:0-1-5", "mysql:" + token.split(":", 2)[1], "postgresql:0/1"):
             with pytest.raises(InterfaceError, match="malformed consistency token"):
@@ -306,9 +301,8 @@ async def test_cross_node_conflict_through_the_router_is_retried(cluster: Cluste
             attempts.append(await db1.fetch_val(PORT))
             await db1.execute("UPDATE g SET port = port + 1 WHERE id = 1")
             if len(attempts) == 1:  # node 2 commits an update of the same row first
-                result = await asyncio.create_task(
-                    db2.execute_result("UPDATE g SET port = port + 10 WHERE id = 1"),
-                    context=contextvars.Context(),
+                result = await fresh(
+                    db2.execute_result("UPDATE g SET port = port + 10 WHERE id = 1")
                 )
                 updated.append(result.rowcount)
 

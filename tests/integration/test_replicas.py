@@ -5,7 +5,6 @@ and streaming standby (scripts/replicas.sh). Which server served a call is read 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import gc
 import os
@@ -227,12 +226,12 @@ async def test_read_your_writes_with_replay_paused(pair: Pair, table: str) -> No
             async with db.consistent_with(token):
                 return await db.fetch_val("SELECT note FROM r"), await db.fetch_val(PORT)
 
-        fresh = contextvars.Context()  # a new request: nothing inherited
-        assert await asyncio.create_task(later_request(), context=fresh) == ("mine", pair.primary)
-        assert await asyncio.create_task(db.fetch_val(PORT), context=fresh) == pair.standby
+        # a new request: nothing inherited
+        assert await fresh(later_request()) == ("mine", pair.primary)
+        assert await fresh(db.fetch_val(PORT)) == pair.standby
         # once the replica has replayed it, the same token reads from the replica
         replicas_sh("resume")
-        assert await asyncio.create_task(later_request(), context=fresh) == ("mine", pair.standby)
+        assert await fresh(later_request()) == ("mine", pair.standby)
         # the writer itself, too; a child task inherits its position
         assert await db.fetch_val(PORT) == pair.standby
         assert await asyncio.create_task(db.fetch_val("SELECT note FROM r")) == "mine"
@@ -256,19 +255,15 @@ async def test_lagging_replica_is_dropped_and_taken_back(pair: Pair, table: str)
         replicas_sh("pause")
         await db.execute("INSERT INTO r (note) VALUES ('x')")
 
-        async def read_elsewhere() -> int:
-            return int(await db.fetch_val(PORT))
-
-        fresh = contextvars.Context()
         await _until(lambda: "lagging" in events.states())
         host = db.pool_stats()["hosts"][standby]
         assert host["state"] == "lagging" and host["lag"] > 0.5
-        assert await asyncio.create_task(read_elsewhere(), context=fresh) == pair.primary
+        assert await fresh(db.fetch_val(PORT)) == pair.primary  # another request
         assert "no_replica" in events.reasons()
         replicas_sh("resume")
         await _until(lambda: events.states()[-1] == "usable")
         assert db.pool_stats()["hosts"][standby]["lag"] <= 0.5
-        assert await asyncio.create_task(read_elsewhere(), context=fresh) == pair.standby
+        assert await fresh(db.fetch_val(PORT)) == pair.standby
 
 
 # -- failover --------------------------------------------------------------------------------
@@ -478,7 +473,7 @@ async def test_a_forked_child_routes_on_its_own_connections(pair: Pair, table: s
                 await db.execute("INSERT INTO r (note) VALUES ('child')")
                 seen = (
                     await db.fetch_val("SELECT note FROM r"),
-                    await asyncio.create_task(db.fetch_val(PORT), context=contextvars.Context()),
+                    await fresh(db.fetch_val(PORT)),
                 )
                 await db.disconnect()
                 gc.collect()  # what the child dropped must not close the parent's sockets
