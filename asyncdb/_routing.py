@@ -314,15 +314,10 @@ class Router:
             ]
         if ready:
             for node in ready:
-                pool = self._pool(node)
-                try:  # _checkout, inline: one frame less to resume while waiting in line
-                    return node, pool, await pool.acquire("fail_fast")
+                try:
+                    return await self._checkout(node)
                 except DisconnectionError:
                     self._lost(node)
-                except InterfaceError:
-                    if not pool._closed or self._closed:
-                        raise
-                    self._lost(node)  # it changed role while we waited in its pool's line
             return await self._fallback("no_replica", reconnect)
         assert wanted is not None  # none has it yet: wait for one that catches up
         deadline = time.monotonic() + self.read_your_writes_wait
